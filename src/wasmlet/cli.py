@@ -1,0 +1,126 @@
+"""The ``wasmlet`` command: arguments -> settings -> load -> run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from ._errors import WasmletError
+from ._logging import configure_logging
+
+_cache_option = click.option(
+    "--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    envvar="WASMLET_CACHE_DIR", help="Precompiled-module cache (default: $XDG_CACHE_HOME/wasmlet).",
+)
+
+
+def _fail(exc: WasmletError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wasmlet")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.pass_context
+def main(ctx: click.Context, log_level: str) -> None:
+    """wasmlet: serve WebAssembly modules as HTTP edge functions."""
+    ctx.obj = {"log_level": log_level}
+    configure_logging(log_level)
+
+
+@main.command()
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--listen", default="127.0.0.1:3000", show_default=True, help="ADDR:PORT to listen on.")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
+@click.option("--threads", type=int, default=16, show_default=True, help="Guest threads per worker.")
+@click.option("--server", type=click.Choice(["uvicorn", "granian"]), default="uvicorn", show_default=True)
+@click.option("--drain-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to finish in-flight requests after SIGTERM.")
+@_cache_option
+@click.pass_context
+def serve(ctx: click.Context, manifests: tuple[str, ...], listen: str, workers: int | None, threads: int,
+          server: str, drain_timeout: float, cache_dir: Path | None) -> None:
+    """Serve the apps of one or more OAM Application manifests."""
+    from ._deploy import build_plan
+    from .server import ServeSettings, parse_listen
+    from .server import serve as run_server
+
+    try:
+        host, port = parse_listen(listen)
+        kwargs = {"workers": workers} if workers is not None else {}
+        settings = ServeSettings(host=host, port=port, threads=threads, server=server,
+                                 drain_timeout=drain_timeout, **kwargs)
+        plan = build_plan(manifests, cache_dir=cache_dir)
+    except WasmletError as exc:
+        _fail(exc)
+    sys.exit(run_server(plan, settings, ctx.obj["log_level"]))
+
+
+@main.command()
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(manifests: tuple[str, ...]) -> None:
+    """Check manifests without deploying anything."""
+    from .manifest import assign_routes, load_manifest
+
+    try:
+        specs = [spec for path in manifests for spec in load_manifest(path)]
+        specs = assign_routes(specs)
+    except WasmletError as exc:
+        _fail(exc)
+    for spec in specs:
+        click.echo(f"ok  {spec.qualified_name}  route={spec.route}  module={spec.module_url}")
+
+
+@main.command()
+@click.argument("modules", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_cache_option
+def compile(modules: tuple[Path, ...], cache_dir: Path | None) -> None:  # noqa: A001 - the verb users type
+    """Precompile modules into the cache (AOT), ahead of any deploy."""
+    from .engine import EngineSettings, ModuleCache, build_engine
+
+    settings = EngineSettings()
+    engine = build_engine(settings.__class__(**{**settings.__dict__, "pool_instances": 4}))
+    cache = ModuleCache(engine, settings, cache_dir)
+    try:
+        for module in modules:
+            digest, path = cache.compile(module.read_bytes(), str(module))
+            click.echo(f"sha256:{digest}  {path}")
+    except WasmletError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.argument("module", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-X", "--method", default="GET", show_default=True)
+@click.option("--path", "req_path", default="/", show_default=True, help="Request path, with ?query.")
+@click.option("-H", "--header", "headers", multiple=True, help="'Name: value', repeatable.")
+@click.option("-d", "--data", default=None, help="Request body; @FILE reads a file.")
+@click.option("-e", "--env", "env", multiple=True, help="NAME=VALUE for the guest, repeatable.")
+@click.option("--memory-limit", default="128Mi", show_default=True)
+@click.option("--timeout", default="10s", show_default=True)
+@_cache_option
+def run(module: Path, method: str, req_path: str, headers: tuple[str, ...], data: str | None,
+        env: tuple[str, ...], memory_limit: str, timeout: str, cache_dir: Path | None) -> None:
+    """Send one request through MODULE and print the HTTP response."""
+    from ._run import run_once
+
+    try:
+        status, response_headers, body = run_once(
+            module, method=method, target=req_path, headers=headers, data=data, env=env,
+            memory_limit=memory_limit, timeout=timeout, cache_dir=cache_dir,
+        )
+    except WasmletError as exc:
+        _fail(exc)
+    click.echo(f"HTTP/1.1 {status}")
+    for name, value in response_headers:
+        click.echo(f"{name}: {value}")
+    click.echo("")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(body)
+    sys.stdout.flush()
+    sys.exit(0 if status < 500 else 1)

@@ -1,0 +1,16 @@
+"""Guest ABIs: WAGI (CGI over WASI preview 1)."""
+
+from ._runner import GuestLimits, GuestResult, WagiHandler, check_module
+from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
+
+__all__ = [
+    "CgiRequest",
+    "CgiResponse",
+    "GuestLimits",
+    "GuestResult",
+    "WagiHandler",
+    "build_argv",
+    "build_environment",
+    "check_module",
+    "parse_cgi_response",
+]

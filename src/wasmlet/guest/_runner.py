@@ -1,0 +1,236 @@
+"""Running a WAGI guest: one fresh instance per request, from an ``InstancePre``.
+
+``WagiHandler.handle`` blocks while the guest runs. wasmtime-py calls into
+the engine through ``ctypes.CDLL``, which releases the GIL for the duration of
+the call, so several handlers run truly in parallel on worker threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import itertools
+import os
+import time
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from .._errors import (
+    GuestError,
+    GuestExit,
+    GuestMemoryLimit,
+    GuestOutputLimit,
+    GuestTimeout,
+    GuestTrap,
+    ModuleError,
+)
+from . import _capi as capi
+from ._stdio import ScratchFiles, scratch_files
+from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
+
+__all__ = ["GuestLimits", "GuestResult", "WagiHandler", "check_module"]
+
+_MAX_STDERR = 1 << 20
+_PAGE = 65536
+
+
+@dataclasses.dataclass(frozen=True)
+class GuestLimits:
+    memory: int  # bytes of linear memory
+    timeout: float  # seconds of wall-clock time
+    max_response: int  # bytes of stdout (headers and body)
+
+
+@dataclasses.dataclass
+class GuestResult:
+    response: CgiResponse
+    stderr: bytes
+    duration: float
+    memory: int  # bytes of linear memory at the end (measured on failure only, else 0)
+
+
+class _Watch:
+    """What the epoch-deadline callback checks while a guest runs long.
+
+    A guest that finishes within ``_CHECK_TICKS`` epoch ticks never calls back
+    into Python. One that runs longer is checked once per interval: past its
+    deadline, or with stdout or stderr above their caps, it is stopped by
+    returning an error from the callback, which wasmtime raises as a trap.
+    """
+
+    __slots__ = ("deadline", "files", "max_stderr", "max_stdout", "reason")
+
+    def __init__(self, deadline: float, files: ScratchFiles, max_stdout: int, max_stderr: int) -> None:
+        self.deadline = deadline
+        self.files = files
+        self.max_stdout = max_stdout
+        self.max_stderr = max_stderr
+        self.reason: str | None = None
+
+    def check(self) -> str | None:
+        out, err = self.files.sizes()
+        if out > self.max_stdout:
+            self.reason = "stdout"
+        elif err > self.max_stderr:
+            self.reason = "stderr"
+        elif time.monotonic() >= self.deadline:
+            self.reason = "timeout"
+        return self.reason
+
+
+_watches: dict[int, _Watch] = {}
+_watch_ids = itertools.count(1)
+_CHECK_TICKS = 2
+
+_DeadlineCallback = ctypes.CFUNCTYPE(
+    ctypes.c_size_t,
+    ctypes.POINTER(ffi.wasmtime_context_t),
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_uint64),
+    ctypes.POINTER(ffi.wasmtime_update_deadline_kind_t),
+)
+_Finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+@_DeadlineCallback
+def _on_deadline(context, data, delta, kind):  # type: ignore[no-untyped-def]
+    watch = _watches.get(data or 0)
+    if watch is None or watch.check() is not None:
+        error = ffi.wasmtime_error_new(b"wasmlet: guest stopped by the host")
+        return ctypes.cast(error, ctypes.c_void_p).value or 0
+    delta[0] = _CHECK_TICKS
+    kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+    return 0
+
+
+@_Finalizer
+def _forget_watch(data):  # type: ignore[no-untyped-def]
+    _watches.pop(data or 0, None)
+
+
+def check_module(module: wasmtime.Module, entrypoint: str, memory_limit: int, name: str) -> None:
+    """Refuse at deploy a module that could never answer a request here."""
+    exports = {e.name: e.type for e in module.exports}
+    if not isinstance(exports.get(entrypoint), wasmtime.FuncType):
+        found = ", ".join(sorted(n for n, t in exports.items() if isinstance(t, wasmtime.FuncType))) or "none"
+        raise ModuleError(f"{name}: the module exports no function {entrypoint!r} (exported functions: {found})")
+    memories = [t for t in exports.values() if isinstance(t, wasmtime.MemoryType)]
+    memories += [i.type for i in module.imports if isinstance(i.type, wasmtime.MemoryType)]
+    for memory in memories:
+        need = memory.limits.min * _PAGE
+        if need > memory_limit:
+            raise ModuleError(
+                f"{name}: the module needs {need} bytes of memory to start, above its memoryLimit of {memory_limit}"
+            )
+
+
+class WagiHandler:
+    """A module compiled and pre-linked, answering requests per WAGI."""
+
+    def __init__(
+        self,
+        name: str,
+        engine: wasmtime.Engine,
+        linker: wasmtime.Linker,
+        module: wasmtime.Module,
+        limits: GuestLimits,
+        route: str,
+        environment: tuple[tuple[str, str], ...] = (),
+        entrypoint: str = "_start",
+        argv: str = "${SCRIPT_NAME} ${ARGS}",
+    ) -> None:
+        self.name = name
+        self.engine = engine
+        self.limits = limits
+        self.route = route
+        self.environment = environment
+        self.entrypoint = entrypoint
+        self._entrypoint = entrypoint.encode()
+        self.argv = argv
+        try:
+            self._pre = linker.instantiate_pre(module)
+        except wasmtime.WasmtimeError as exc:
+            raise ModuleError(f"{name}: cannot link the module: {str(exc).splitlines()[0]}") from exc
+
+    def handle(self, request: CgiRequest) -> GuestResult:
+        """Run the guest once for ``request``; raise a ``GuestError`` subclass if it fails."""
+        started = time.monotonic()
+        env = build_environment(request, self.route, self.environment)
+        argv = build_argv(self.argv, dict(env), request.query)
+        files = scratch_files()
+
+        wasi = wasmtime.WasiConfig()
+        capi.set_argv(wasi, argv)
+        capi.set_env(wasi, env)
+        if request.body:
+            capi.set_stdin(wasi, request.body)
+        wasi.stdout_file = files.stdout_path
+        wasi.stderr_file = files.stderr_path
+
+        store = wasmtime.Store(self.engine)
+        store.set_limits(memory_size=self.limits.memory, instances=1, memories=1, tables=4)
+        store.set_wasi(wasi)
+        watch = _Watch(started + self.limits.timeout, files, self.limits.max_response, _MAX_STDERR)
+        watch_id = next(_watch_ids)
+        _watches[watch_id] = watch
+        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _on_deadline, watch_id, _forget_watch)
+        store.set_epoch_deadline(_CHECK_TICKS)
+
+        instance = None
+        failure: GuestError | None = None
+        try:
+            instance = self._pre.instantiate(store)
+            capi.call_export(store, instance, self._entrypoint)
+        except wasmtime.ExitTrap as exc:
+            if exc.code != 0:
+                failure = GuestExit(f"{self.name}: the guest exited with status {exc.code}", exc.code)
+        except wasmtime.Trap as exc:
+            failure = self._classify_trap(exc)
+        except wasmtime.WasmtimeError as exc:
+            failure = GuestTrap(f"{self.name}: {_first_line(exc)}")
+        duration = time.monotonic() - started
+        # The memory size only matters to tell a memory-limit failure apart.
+        memory = capi.memory_size(store, instance) if failure is not None else 0
+        del instance, store  # release the pool slot and WASI's handles on the scratch files now
+        out_size, err_size = files.sizes()
+        stderr = os.pread(files.stderr_fd, min(err_size, _MAX_STDERR), 0) if err_size else b""
+        if watch.reason in ("stdout", "stderr") or out_size > self.limits.max_response:
+            failure = GuestOutputLimit(
+                f"{self.name}: the guest wrote more than its cap to {watch.reason or 'stdout'} "
+                f"(response cap {self.limits.max_response} bytes, stderr cap {_MAX_STDERR} bytes)"
+            )
+        elif watch.reason == "timeout":
+            failure = GuestTimeout(f"{self.name}: the guest ran past its {self.limits.timeout:g}s deadline")
+        elif failure is not None and self._at_memory_limit(memory):
+            failure = GuestMemoryLimit(
+                f"{self.name}: the guest failed at its memory limit ({memory} of {self.limits.memory} bytes): "
+                f"{failure}"
+            )
+        if failure is not None:
+            failure.stderr = stderr  # type: ignore[attr-defined]
+            raise failure
+        try:
+            response = parse_cgi_response(os.pread(files.stdout_fd, out_size, 0) if out_size else b"")
+        except GuestError as exc:
+            exc.stderr = stderr  # type: ignore[attr-defined]
+            raise
+        return GuestResult(response=response, stderr=stderr, duration=duration, memory=memory)
+
+    def _classify_trap(self, exc: wasmtime.Trap) -> GuestError:
+        code = exc.trap_code
+        label = code.name.lower().replace("_", " ") if code is not None else "trap"
+        return GuestTrap(f"{self.name}: the guest trapped: {label}: {exc.message.splitlines()[0]}")
+
+    def _at_memory_limit(self, memory: int) -> bool:
+        # wasmtime's C API does not report a refused memory.grow, so a failure
+        # is put down to the limit when the guest ended close to it: within an
+        # eighth of the limit or 1 MiB, whichever is larger (a malloc that asks
+        # for more than that at once and fails is reported as the trap or exit
+        # it caused). See docs/guest-errors.md.
+        return memory > 0 and memory >= self.limits.memory - max(self.limits.memory // 8, 1 << 20)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,70 @@
+"""Per-thread scratch files that carry a guest's stdout and stderr.
+
+wasmtime's WASI lets a host capture output through a callback or a file. The
+callback path costs about 170 us per write (a tokio worker re-entering
+Python), the file path about 15 us, so guests write to files. Each worker
+thread owns one pair on tmpfs (``/dev/shm`` when present) and reuses it:
+WASI opens the path with ``O_TRUNC`` for every request, and the thread reads
+it back through its own descriptor when the guest is done. Figures:
+``bench/stdio_capture.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+__all__ = ["ScratchFiles", "scratch_files"]
+
+_local = threading.local()
+_root_lock = threading.Lock()
+_root: Path | None = None
+
+
+def _scratch_root() -> Path:
+    global _root
+    with _root_lock:
+        if _root is None or not _root.exists():
+            base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+            _root = Path(tempfile.mkdtemp(prefix=f"wasmlet-{os.getpid()}-", dir=base))
+        return _root
+
+
+def remove_scratch_root() -> None:
+    """Delete this process's scratch folder (at shutdown)."""
+    global _root
+    with _root_lock:
+        if _root is not None:
+            shutil.rmtree(_root, ignore_errors=True)
+            _root = None
+
+
+class ScratchFiles:
+    """One thread's stdout and stderr files, and descriptors to read them."""
+
+    def __init__(self) -> None:
+        root = _scratch_root()
+        ident = threading.get_ident()
+        self.stdout_path = str(root / f"{ident}.out")
+        self.stderr_path = str(root / f"{ident}.err")
+        self.stdout_fd = os.open(self.stdout_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.stderr_fd = os.open(self.stderr_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def sizes(self) -> tuple[int, int]:
+        return os.fstat(self.stdout_fd).st_size, os.fstat(self.stderr_fd).st_size
+
+    def read(self, fd: int, limit: int) -> bytes:
+        size = min(os.fstat(fd).st_size, limit)
+        return os.pread(fd, size, 0) if size else b""
+
+
+def scratch_files() -> ScratchFiles:
+    """The calling thread's scratch files, created on first use."""
+    files: ScratchFiles | None = getattr(_local, "files", None)
+    if files is None or not os.path.exists(files.stdout_path):
+        files = ScratchFiles()
+        _local.files = files
+    return files

@@ -1,0 +1,199 @@
+"""WAGI: CGI 1.1 (RFC 3875) over WASI preview 1, as pure functions.
+
+The request becomes environment variables, argv and stdin; the guest's
+stdout is a CGI response. Nothing here touches a socket or wasmtime, so all
+of it is unit-tested directly. The variable set follows deislabs' WAGI and
+Spin's ``wagi`` executor: the RFC 3875 meta-variables, ``HTTP_*`` headers, and
+WAGI's ``X_FULL_URL``, ``X_MATCHED_ROUTE`` and ``X_RAW_PATH_INFO``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import unquote
+
+from .._errors import MalformedResponse
+
+__all__ = ["CgiRequest", "CgiResponse", "build_argv", "build_environment", "parse_cgi_response"]
+
+SERVER_SOFTWARE = "wasmlet"
+
+# RFC 9110 section 5.6.2: a header name is a token.
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# Headers the host owns: framing and connection management (RFC 9110 section 7.6.1, RFC 9112 section 6).
+_HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
+               b"proxy-connection", b"content-length"}
+_MAX_HEADER_BYTES = 64 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class CgiRequest:
+    """An HTTP request, reduced to what a CGI program sees."""
+
+    method: str
+    path: str  # decoded path, as the server received it
+    raw_path: str  # the path as sent on the wire (percent-encoded)
+    query: str
+    headers: tuple[tuple[str, str], ...]  # lower-case names, in arrival order
+    body: bytes
+    scheme: str = "http"
+    server_name: str = "localhost"
+    server_port: int = 80
+    remote_addr: str = ""
+    remote_port: int = 0
+    http_version: str = "1.1"
+
+
+@dataclasses.dataclass(frozen=True)
+class CgiResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+def _header_env_name(name: str) -> str:
+    return "HTTP_" + name.upper().replace("-", "_")
+
+
+def build_environment(
+    request: CgiRequest,
+    route: str,
+    static_env: Iterable[tuple[str, str]] = (),
+) -> list[tuple[str, str]]:
+    """The guest's environment for ``request`` matched on ``route``.
+
+    The manifest's ``environment`` comes first; CGI variables follow and win,
+    so request data is always what the RFC says it is. The ``Proxy`` header is
+    never passed on: as ``HTTP_PROXY`` it would steer the guest's HTTP client
+    to an attacker's proxy ("httpoxy", CVE-2016-5385).
+    """
+    script_name = "" if route == "/" else route
+    path_info = request.path[len(script_name):] if request.path.startswith(script_name) else request.path
+    raw_script = script_name
+    raw_path_info = request.raw_path[len(raw_script):] if request.raw_path.startswith(raw_script) else request.raw_path
+    env: dict[str, str] = dict(static_env)
+    host_header = ""
+    content_type = ""
+    content_length = ""
+    merged: dict[str, str] = {}
+    for name, value in request.headers:
+        if name == "content-type":
+            content_type = value
+            continue
+        if name == "content-length":
+            content_length = value
+            continue
+        if name == "proxy":
+            continue
+        if name == "host":
+            host_header = value
+        key = _header_env_name(name)
+        if key in merged:
+            # RFC 9110 section 5.3 joins repeated fields with ", "; cookies use "; " (RFC 6265 section 5.4).
+            merged[key] += ("; " if name == "cookie" else ", ") + value
+        else:
+            merged[key] = value
+    env.update(merged)
+    host = host_header or f"{request.server_name}:{request.server_port}"
+    full_url = f"{request.scheme}://{host}{request.raw_path}" + (f"?{request.query}" if request.query else "")
+    env.update({
+        "AUTH_TYPE": "",
+        "CONTENT_LENGTH": content_length if content_length else (str(len(request.body)) if request.body else ""),
+        "CONTENT_TYPE": content_type,
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "PATH_INFO": path_info,
+        "PATH_TRANSLATED": path_info,
+        "QUERY_STRING": request.query,
+        "REMOTE_ADDR": request.remote_addr,
+        "REMOTE_HOST": request.remote_addr,
+        "REMOTE_USER": "",
+        "REQUEST_METHOD": request.method,
+        "SCRIPT_NAME": script_name,
+        "SERVER_NAME": request.server_name,
+        "SERVER_PORT": str(request.server_port),
+        "SERVER_PROTOCOL": f"HTTP/{request.http_version}",
+        "SERVER_SOFTWARE": SERVER_SOFTWARE,
+        "X_FULL_URL": full_url,
+        "X_MATCHED_ROUTE": route,
+        "X_RAW_PATH_INFO": raw_path_info,
+    })
+    return list(env.items())
+
+
+def build_argv(template: str, environment: Mapping[str, str], query: str) -> list[str]:
+    """WAGI's ``argv``: ``${NAME}`` replaced from the environment, ``${ARGS}`` by the query.
+
+    ``${ARGS}`` expands to the query string split on ``&`` and percent-decoded,
+    one argument each (RFC 3875 section 4.4 splits an "indexed" query into
+    command-line words in the same spirit). Words are split on spaces before
+    substitution, so a value with spaces stays one argument.
+    """
+    args = [unquote(part.replace("+", " ")) for part in query.split("&") if part] if query else []
+    argv: list[str] = []
+    for word in template.split():
+        if word == "${ARGS}":
+            argv.extend(args)
+            continue
+        out = word
+        for key in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", word):
+            out = out.replace("${" + key + "}", environment.get(key, ""))
+        argv.append(out)
+    return argv or [""]
+
+
+def parse_cgi_response(output: bytes) -> CgiResponse:
+    """Parse a CGI response (RFC 3875 section 6) from the guest's stdout.
+
+    Header lines end in LF or CRLF and stop at the first empty line. At least
+    one of ``Content-Type``, ``Location`` or ``Status`` must be present
+    (section 6.2). ``Status`` sets the code; a ``Location`` without ``Status``
+    is a client redirect, sent as 302 (section 6.2.4). Framing headers the
+    host owns (``Content-Length``, ``Transfer-Encoding``, ...) are dropped.
+    Raises ``MalformedResponse`` saying what is wrong.
+    """
+    end = -1
+    sep = 0
+    for marker in (b"\r\n\r\n", b"\n\n", b"\r\n\n", b"\n\r\n"):
+        found = output.find(marker)
+        if found != -1 and (end == -1 or found < end):
+            end, sep = found, len(marker)
+    if end == -1:
+        if not output:
+            raise MalformedResponse("the guest wrote nothing to stdout (expected CGI headers, a blank line, a body)")
+        raise MalformedResponse("no blank line ends the CGI headers")
+    if end > _MAX_HEADER_BYTES:
+        raise MalformedResponse(f"CGI headers exceed {_MAX_HEADER_BYTES} bytes")
+    head, body = output[:end], output[end + sep:]
+    status: int | None = None
+    location = False
+    content_type = False
+    headers: list[tuple[bytes, bytes]] = []
+    for number, line in enumerate(head.split(b"\n"), start=1):
+        line = line.rstrip(b"\r")
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.match(name):
+            raise MalformedResponse(f"CGI header line {number} is not 'Name: value': {line[:80]!r}")
+        value = value.strip(b" \t")
+        if b"\r" in value or b"\0" in value:
+            raise MalformedResponse(f"CGI header line {number} holds a control character")
+        lower = name.lower()
+        if lower == b"status":
+            code = value.split(b" ", 1)[0]
+            if not (len(code) == 3 and code.isdigit() and 100 <= int(code) <= 599):
+                raise MalformedResponse(f"CGI Status must start with a 3-digit code 100-599, got {value[:40]!r}")
+            status = int(code)
+            continue
+        if lower == b"location":
+            location = True
+        elif lower == b"content-type":
+            content_type = True
+        if lower in _HOP_BY_HOP:
+            continue
+        headers.append((lower, value))
+    if status is None and not location and not content_type:
+        raise MalformedResponse("CGI response has none of Content-Type, Location or Status (RFC 3875 section 6.2)")
+    if status is None:
+        status = 302 if location else 200
+    return CgiResponse(status=status, headers=headers, body=body)

@@ -1,0 +1,186 @@
+"""The OAM ``Application`` manifest as wasmlet reads it.
+
+The schema follows OAM ``core.oam.dev/v1beta1`` (the seed's section 3): an
+``Application`` whose ``spec.components`` have ``type: wasm`` and
+``properties`` with ``moduleURL``, ``memoryLimit`` and ``environment``.
+wasmlet adds the few properties one host needs (route, host, timeout, WAGI
+``argv`` and ``entrypoint``, size caps). Unknown *properties* are refused so a
+typo such as ``memorylimit`` is reported instead of silently ignored; unknown
+top-level OAM fields (``policies``, ``workflow``, traits) are accepted and
+left to the tools that own them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ._quantity import parse_duration, parse_quantity
+
+__all__ = ["Application", "Component", "EnvVar", "WasmProperties"]
+
+# RFC 1123 label, as Kubernetes requires of object names.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOSTNAME = re.compile(r"^(\*\.)?([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?\.)*[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
+
+DEFAULT_MEMORY_LIMIT = "128Mi"
+DEFAULT_TIMEOUT = "10s"
+DEFAULT_MAX_BODY = "10Mi"
+DEFAULT_MAX_RESPONSE = "10Mi"
+DEFAULT_ARGV = "${SCRIPT_NAME} ${ARGS}"
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.match(value):
+        raise ValueError("expected a lower-case RFC 1123 name (a-z, 0-9 and '-', at most 63 characters)")
+    return value
+
+
+class EnvVar(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    value: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError("expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        return value
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _value(cls, value: Any) -> Any:
+        # YAML turns `value: 85` into an int; Kubernetes insists on strings.
+        if not isinstance(value, str):
+            raise ValueError('expected a string; quote numbers, as in value: "85"')
+        return value
+
+
+class WasmProperties(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+    module_url: str = Field(alias="moduleURL", min_length=1)
+    module_digest: str | None = Field(default=None, alias="moduleDigest")
+    memory_limit: int = Field(default=parse_quantity(DEFAULT_MEMORY_LIMIT), alias="memoryLimit")
+    environment: list[EnvVar] = Field(default_factory=list)
+    route: str | None = None
+    host: str | None = None
+    timeout: float = Field(default=parse_duration(DEFAULT_TIMEOUT))
+    entrypoint: str = "_start"
+    argv: str = DEFAULT_ARGV
+    max_body_size: int = Field(default=parse_quantity(DEFAULT_MAX_BODY), alias="maxBodySize")
+    max_response_size: int = Field(default=parse_quantity(DEFAULT_MAX_RESPONSE), alias="maxResponseSize")
+
+    @field_validator("memory_limit", "max_body_size", "max_response_size", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> int:
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise ValueError("expected a quantity such as 128Mi")
+        number = parse_quantity(value)
+        if number <= 0:
+            raise ValueError("expected a quantity greater than zero")
+        return number
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_pages(cls, value: int) -> int:
+        # Wasm memory grows in 64 KiB pages (core spec, section 2.5.7); a limit
+        # under one page cannot host any module with a memory.
+        if value < 65536:
+            raise ValueError("expected at least 64Ki (one WebAssembly page)")
+        return value
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> float:
+        if not isinstance(value, (str, int, float)):
+            raise ValueError("expected a duration such as 500ms, 30s or 2m")
+        return parse_duration(value)
+
+    @field_validator("module_digest")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        if value is not None and not _DIGEST.match(value):
+            raise ValueError("expected sha256:<64 lower-case hex digits>")
+        return value
+
+    @field_validator("route")
+    @classmethod
+    def _route(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("/") or "?" in value or "#" in value:
+            raise ValueError("expected a path prefix starting with '/', such as /api")
+        if "/../" in value + "/" or "/./" in value + "/" or "//" in value:
+            raise ValueError("expected a normalised path (no '.', '..' or empty segments)")
+        return value.rstrip("/") or "/"
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is not None and not _HOSTNAME.match(value):
+            raise ValueError("expected a host name such as api.example.com or *.example.com")
+        return value.lower() if value else value
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, value: str) -> str:
+        if not value:
+            raise ValueError("expected the name of an exported function")
+        return value
+
+
+class Component(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, Field(min_length=1)]
+    type: Literal["wasm"]
+    properties: WasmProperties
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dns_label(value)
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    namespace: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dns_label(value)
+
+
+class ApplicationSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    components: list[Component] = Field(min_length=1)
+
+    @field_validator("components")
+    @classmethod
+    def _unique(cls, value: list[Component]) -> list[Component]:
+        seen: set[str] = set()
+        for component in value:
+            if component.name in seen:
+                raise ValueError(f"component name {component.name!r} is used twice")
+            seen.add(component.name)
+        return value
+
+
+class Application(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    api_version: Literal["core.oam.dev/v1beta1"] = Field(alias="apiVersion")
+    kind: Literal["Application"]
+    metadata: Metadata
+    spec: ApplicationSpec

@@ -1,0 +1,75 @@
+"""The runtime side of a plan, in one worker process: engine, apps, router."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from pathlib import Path
+
+import wasmtime
+
+from .._deploy import Plan
+from ..engine import EpochTicker, ModuleCache, build_engine
+from ..guest import GuestLimits, WagiHandler, check_module
+from ..guest._stdio import remove_scratch_root
+from ..registry import BlobStore
+from ._router import Route, Router
+
+__all__ = ["App", "Host"]
+
+log = logging.getLogger("wasmlet.host")
+
+
+@dataclasses.dataclass(frozen=True)
+class App:
+    """One deployed component as the server sees it."""
+
+    name: str  # application/component
+    digest: str
+    max_body_size: int
+    handler: WagiHandler
+
+
+class Host:
+    """Everything a worker needs to answer requests for a plan."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.engine = build_engine(plan.engine)
+        self.ticker = EpochTicker(self.engine, plan.engine.epoch_tick)
+        self.linker = wasmtime.Linker(self.engine)
+        self.linker.define_wasi()
+        cache = ModuleCache(self.engine, plan.engine, Path(plan.cache_dir))
+        blobs = BlobStore(Path(plan.cache_dir))
+        self.apps: dict[str, App] = {}
+        routes: list[Route[App]] = []
+        for planned in plan.components:
+            spec = planned.spec
+            name = spec.qualified_name
+            # A missing or corrupt artifact is rebuilt from the verified blob.
+            module = cache.load(planned.digest, functools.partial(blobs.get, planned.digest), name)
+            check_module(module, spec.entrypoint, spec.memory_limit, name)
+            assert spec.route is not None
+            handler = WagiHandler(
+                name=name,
+                engine=self.engine,
+                linker=self.linker,
+                module=module,
+                limits=GuestLimits(spec.memory_limit, spec.timeout, spec.max_response_size),
+                route=spec.route,
+                environment=spec.environment,
+                entrypoint=spec.entrypoint,
+                argv=spec.argv,
+            )
+            app = App(name, planned.digest, spec.max_body_size, handler)
+            self.apps[name] = app
+            routes.append(Route(spec.route, spec.host, app))
+        self.router: Router[App] = Router(routes)
+
+    def start(self) -> None:
+        self.ticker.start()
+
+    def close(self) -> None:
+        self.ticker.stop()
+        remove_scratch_root()

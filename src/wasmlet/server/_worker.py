@@ -1,0 +1,53 @@
+"""One worker process: the ASGI app under uvicorn on a socket inherited from the supervisor.
+
+Run as ``python -m wasmlet.server._worker --fd N --plan FILE``. uvicorn owns
+the worker's signals: SIGTERM stops accepting and drains in-flight requests
+(up to ``--drain``), a second SIGINT forces the exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+
+import uvicorn
+
+from .._deploy import Plan
+from .._logging import configure_logging
+from ._asgi import WasmletApp
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wasmlet-worker")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--plan", required=True)
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--drain", type=float, default=30.0)
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    with open(args.plan, encoding="utf-8") as handle:
+        plan = Plan.from_json(handle.read())
+    app = WasmletApp(plan, threads=args.threads)
+    sock = socket.socket(fileno=args.fd)
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=args.drain,
+        server_header=False,
+        date_header=True,
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    logging.getLogger("wasmlet.server").info("worker stopped")
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
