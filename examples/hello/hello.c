@@ -1,2 +1,7 @@
+/* The smallest WAGI handler: CGI headers, a blank line, the body. */
 #include <stdio.h>
-int main(void){ printf("Content-Type: text/plain\n\nHello, world!\n"); return 0; }
+
+int main(void) {
+    fputs("Content-Type: text/plain\n\nHello, world!\n", stdout);
+    return 0;
+}

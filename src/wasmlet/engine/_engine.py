@@ -23,6 +23,10 @@ def build_engine(settings: EngineSettings) -> wasmtime.Engine:
     config.epoch_interruption = True
     config.cranelift_opt_level = settings.opt_level
     config.wasm_simd = settings.simd
+    if not settings.simd:
+        # wasmtime's C API aborts the process (a Rust panic, not an error) on
+        # relaxed SIMD without SIMD, so both go off together.
+        config.wasm_relaxed_simd = False
     config.parallel_compilation = settings.parallel_compilation
     config.max_wasm_stack = settings.max_wasm_stack
     if settings.pooling:

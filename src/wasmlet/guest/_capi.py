@@ -9,6 +9,7 @@ with one ctypes call each. They are used only where a profile showed it.
 from __future__ import annotations
 
 import ctypes
+from typing import cast
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -37,7 +38,8 @@ def set_argv(wasi: wasmtime.WasiConfig, argv: list[str]) -> None:
 
 def set_stdin(wasi: wasmtime.WasiConfig, data: bytes) -> None:
     vec = ffi.wasm_byte_vec_t()
-    ffi.wasm_byte_vec_new(ctypes.byref(vec), len(data), data)
+    buffer = ctypes.cast(ctypes.c_char_p(data), ctypes.POINTER(ctypes.c_ubyte))
+    ffi.wasm_byte_vec_new(ctypes.byref(vec), len(data), buffer)  # copies the bytes
     ffi.wasi_config_set_stdin_bytes(wasi.ptr(), ctypes.byref(vec))  # wasmtime takes ownership of vec
 
 
@@ -56,7 +58,7 @@ def call_export(store: wasmtime.Store, instance: wasmtime.Instance, name: bytes)
     exactly as ``Func.__call__`` would.
     """
     item = _export(store, instance, name)
-    if item is None or item.kind != ffi.WASMTIME_EXTERN_FUNC.value:
+    if item is None or cast(int, item.kind) != ffi.WASMTIME_EXTERN_FUNC.value:
         raise wasmtime.WasmtimeError(f"the module exports no function {name.decode()!r}")
     trap = ctypes.POINTER(ffi.wasm_trap_t)()
     error = ffi.wasmtime_func_call(
@@ -73,6 +75,6 @@ def memory_size(store: wasmtime.Store, instance: wasmtime.Instance | None) -> in
     if instance is None:
         return 0
     item = _export(store, instance, b"memory")
-    if item is None or item.kind != ffi.WASMTIME_EXTERN_MEMORY.value:
+    if item is None or cast(int, item.kind) != ffi.WASMTIME_EXTERN_MEMORY.value:
         return 0
     return int(ffi.wasmtime_memory_data_size(store._context(), ctypes.byref(item.of.memory)))

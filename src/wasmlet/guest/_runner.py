@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import itertools
+import logging
 import os
 import time
 
@@ -28,6 +29,8 @@ from .._errors import (
 from . import _capi as capi
 from ._stdio import ScratchFiles, scratch_files
 from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
+
+log = logging.getLogger("wasmlet.guest")
 
 __all__ = ["GuestLimits", "GuestResult", "WagiHandler", "check_module"]
 
@@ -220,7 +223,8 @@ class WagiHandler:
     def _classify_trap(self, exc: wasmtime.Trap) -> GuestError:
         code = exc.trap_code
         label = code.name.lower().replace("_", " ") if code is not None else "trap"
-        return GuestTrap(f"{self.name}: the guest trapped: {label}: {exc.message.splitlines()[0]}")
+        log.debug("%s: trap: %s", self.name, exc.message)
+        return GuestTrap(f"{self.name}: the guest trapped: {label}")
 
     def _at_memory_limit(self, memory: int) -> bool:
         # wasmtime's C API does not report a refused memory.grow, so a failure

@@ -86,18 +86,20 @@ def fetch_module(spec: ComponentSpec, blobs: BlobStore) -> FetchedModule:
 
 def _download(spec: ComponentSpec) -> bytes:
     try:
-        with httpx.Client(timeout=_FETCH_TIMEOUT, follow_redirects=True) as client:
-            with client.stream("GET", spec.module_url) as response:
-                if response.status_code != 200:
-                    raise ModuleSourceError(f"{_where(spec)}: the server answered HTTP {response.status_code}")
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > _MAX_MODULE:
-                        raise ModuleSourceError(f"{_where(spec)}: larger than {_MAX_MODULE} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
+        with (
+            httpx.Client(timeout=_FETCH_TIMEOUT, follow_redirects=True) as client,
+            client.stream("GET", spec.module_url) as response,
+        ):
+            if response.status_code != 200:
+                raise ModuleSourceError(f"{_where(spec)}: the server answered HTTP {response.status_code}")
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > _MAX_MODULE:
+                    raise ModuleSourceError(f"{_where(spec)}: larger than {_MAX_MODULE} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
     except httpx.HTTPError as exc:
         raise ModuleSourceError(f"{_where(spec)}: download failed: {exc}") from exc
 

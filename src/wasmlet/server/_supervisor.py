@@ -7,6 +7,7 @@ accept from one queue. Workers that die while serving are restarted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -119,8 +120,6 @@ class Supervisor:
             self.sock.close()
             self.sock = None
         if self._plan_file is not None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._plan_file)
-            except FileNotFoundError:
-                pass
             self._plan_file = None

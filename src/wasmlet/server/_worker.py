@@ -19,6 +19,17 @@ from .._logging import configure_logging
 from ._asgi import WasmletApp
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this worker if the supervisor dies (prctl(2) PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wasmlet-worker")
     parser.add_argument("--fd", type=int, required=True)
@@ -27,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain", type=float, default=30.0)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
+    _die_with_parent()
     configure_logging(args.log_level)
     with open(args.plan, encoding="utf-8") as handle:
         plan = Plan.from_json(handle.read())

@@ -1,0 +1,110 @@
+"""Shared fixtures: paths to real guest modules, a private cache, real servers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+GUESTS = ROOT / "tests" / "guests"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own module cache, so no test depends on another's."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("WASMLET_CACHE_DIR", str(cache))
+    return cache
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_manifest(path: Path, components: list[dict[str, object]], name: str = "test") -> Path:
+    import yaml
+
+    document = {
+        "apiVersion": "core.oam.dev/v1beta1",
+        "kind": "Application",
+        "metadata": {"name": name},
+        "spec": {"components": [{"type": "wasm", **c} for c in components]},
+    }
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+class Server:
+    """A real ``wasmlet serve`` process on loopback."""
+
+    def __init__(self, args: list[str], port: int, env: dict[str, str]) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = Path(env["WASMLET_TEST_LOG"])
+        self._log_handle = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "wasmlet", "serve", *args, "--listen", f"127.0.0.1:{port}"],
+            stdout=self._log_handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"wasmlet serve exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/.well-known/wasmlet/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"wasmlet serve not ready after {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        self._log_handle.flush()
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_handle.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def start(*args: str, workers: int = 1, ready: bool = True, extra_env: dict[str, str] | None = None) -> Server:
+        env = dict(os.environ)
+        env["WASMLET_TEST_LOG"] = str(tmp_path / f"serve-{len(servers)}.log")
+        env.update(extra_env or {})
+        server = Server([*args, "--workers", str(workers)], free_port(), env)
+        servers.append(server)
+        if ready:
+            server.wait_ready()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop(timeout=10)
+        with contextlib.suppress(ProcessLookupError):  # whatever the test did, leave no worker behind
+            os.killpg(server.process.pid, signal.SIGKILL)

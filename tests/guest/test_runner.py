@@ -1,0 +1,191 @@
+"""Real guests, run in-process: one fresh instance per request, every failure classified."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from wasmlet import (
+    GuestExit,
+    GuestMemoryLimit,
+    GuestOutputLimit,
+    GuestTimeout,
+    GuestTrap,
+    MalformedResponse,
+    ModuleError,
+)
+from wasmlet._deploy import plan_for_module
+from wasmlet.guest import CgiRequest, WagiHandler
+from wasmlet.server import Host
+
+ROOT = Path(__file__).resolve().parents[2]
+GUESTS = ROOT / "tests" / "guests"
+EXAMPLES = ROOT / "examples"
+
+
+def get(path: str = "/", query: str = "", body: bytes = b"", method: str = "GET") -> CgiRequest:
+    return CgiRequest(method=method, path=path, raw_path=path, query=query,
+                      headers=(("host", "test"), ("x-test", "yes")), body=body)
+
+
+@pytest.fixture
+def handler() -> Iterator[Callable[..., WagiHandler]]:
+    hosts: list[Host] = []
+
+    def load(module: Path, **properties: object) -> WagiHandler:
+        host = Host(plan_for_module(module, **properties))
+        host.start()
+        hosts.append(host)
+        return next(iter(host.apps.values())).handler
+
+    yield load
+    for host in hosts:
+        host.close()
+
+
+def test_hello(handler: Callable[..., WagiHandler]) -> None:
+    result = handler(EXAMPLES / "hello" / "hello.wasm").handle(get())
+    assert result.response.status == 200
+    assert result.response.body == b"Hello, world!\n"
+
+
+def test_echo_sees_the_request(handler: Callable[..., WagiHandler]) -> None:
+    echo = handler(EXAMPLES / "echo" / "echo.wasm", environment=[{"name": "QUALITY", "value": "85"}])
+    body = echo.handle(get("/p/q", "a=1&b=2", b"payload", "POST")).response.body.decode()
+    assert "method: POST" in body
+    assert "path: /p/q" in body
+    assert "query: a=1&b=2" in body
+    assert "arg: a=1\narg: b=2" in body
+    assert "header: X_TEST=yes" in body
+    assert "env: QUALITY=85" in body
+    assert "body: payload" in body
+
+
+def test_the_hosts_environment_never_leaks(handler: Callable[..., WagiHandler],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOST_SECRET", "hunter2")
+    body = handler(EXAMPLES / "echo" / "echo.wasm").handle(get()).response.body
+    assert b"HOST_SECRET" not in body and b"hunter2" not in body
+
+
+def test_fresh_instance_per_request(handler: Callable[..., WagiHandler]) -> None:
+    counter = handler(GUESTS / "counter.wasm")
+    bodies = {counter.handle(get()).response.body for _ in range(5)}
+    assert bodies == {b"counter=1\n"}
+
+
+def test_status_headers_and_stderr(handler: Callable[..., WagiHandler]) -> None:
+    result = handler(GUESTS / "stderr.wasm").handle(get())
+    assert result.response.status == 201
+    assert (b"x-guest", b"yes") in result.response.headers
+    assert result.stderr == b"stderr guest: first line\nstderr guest: second line\n"
+
+
+def test_timeout(handler: Callable[..., WagiHandler]) -> None:
+    loop = handler(GUESTS / "loop.wasm", timeout="300ms")
+    started = time.monotonic()
+    with pytest.raises(GuestTimeout) as info:
+        loop.handle(get())
+    elapsed = time.monotonic() - started
+    assert info.value.status == 504
+    assert 0.3 <= elapsed < 0.6, elapsed  # stopped within twice its deadline
+
+
+def test_sleeping_guest_is_stopped_too(handler: Callable[..., WagiHandler]) -> None:
+    # A guest blocked in poll_oneoff is not running wasm code; the deadline
+    # still holds because the sleep is bounded by what the guest asked for.
+    slow = handler(GUESTS / "slow.wasm", timeout="2s")
+    assert slow.handle(get(query="ms=50")).response.body == b"slept 50 ms\n"
+
+
+def test_stack_overflow_is_a_trap(handler: Callable[..., WagiHandler]) -> None:
+    with pytest.raises(GuestTrap, match="stack overflow") as info:
+        handler(GUESTS / "recursion.wasm").handle(get())
+    assert info.value.status == 500
+
+
+def test_memory_limit(handler: Callable[..., WagiHandler]) -> None:
+    bomb = handler(GUESTS / "membomb.wasm", memoryLimit="8Mi")
+    with pytest.raises(GuestMemoryLimit) as info:
+        bomb.handle(get())
+    assert info.value.status == 507
+    assert b"malloc failed" in info.value.stderr  # type: ignore[attr-defined]
+
+
+def test_memory_limit_is_per_app(handler: Callable[..., WagiHandler]) -> None:
+    # The same module with a higher limit gets further before failing.
+    small = handler(GUESTS / "membomb.wasm", memoryLimit="4Mi")
+    large = handler(GUESTS / "membomb.wasm", memoryLimit="16Mi")
+    with pytest.raises(GuestMemoryLimit) as a:
+        small.handle(get())
+    with pytest.raises(GuestMemoryLimit) as b:
+        large.handle(get())
+    import re
+
+    def mib(exc: BaseException) -> int:
+        match = re.search(rb"after (\d+) MiB", exc.stderr)  # type: ignore[attr-defined]
+        assert match, exc
+        return int(match.group(1))
+
+    assert 1 <= mib(a.value) <= 4
+    assert 10 <= mib(b.value) <= 16
+
+
+def test_output_flood(handler: Callable[..., WagiHandler]) -> None:
+    flood = handler(GUESTS / "flood.wasm", maxResponseSize="1Mi", timeout="5s")
+    started = time.monotonic()
+    with pytest.raises(GuestOutputLimit) as info:
+        flood.handle(get())
+    assert info.value.status == 502
+    assert time.monotonic() - started < 1.0  # stopped at the cap, not at the deadline
+
+
+def test_non_zero_exit(handler: Callable[..., WagiHandler]) -> None:
+    with pytest.raises(GuestExit) as info:
+        handler(GUESTS / "exit3.wasm").handle(get())
+    assert (info.value.status, info.value.code) == (501, 3)
+    assert b"status 3" in info.value.stderr  # type: ignore[attr-defined]
+
+
+def test_bad_cgi(handler: Callable[..., WagiHandler]) -> None:
+    with pytest.raises(MalformedResponse) as info:
+        handler(GUESTS / "badcgi.wasm").handle(get())
+    assert info.value.status == 502
+
+
+def test_statuses_are_distinct() -> None:
+    statuses = [e.status for e in (GuestTrap, GuestExit, MalformedResponse, GuestTimeout, GuestMemoryLimit)]
+    assert len(set(statuses)) == len(statuses)
+
+
+def test_missing_entrypoint_is_refused_at_deploy() -> None:
+    with pytest.raises(ModuleError, match="exports no function 'handle'"):
+        plan_for_module(EXAMPLES / "hello" / "hello.wasm", entrypoint="handle")
+
+
+def test_module_needing_more_memory_than_its_limit(tmp_path: Path) -> None:
+    import wasmtime
+
+    big = tmp_path / "big.wasm"
+    big.write_bytes(wasmtime.wat2wasm('(module (memory (export "memory") 100) (func (export "_start")))'))
+    with pytest.raises(ModuleError, match="needs 6553600 bytes of memory to start"):
+        plan_for_module(big, memoryLimit="1Mi")
+
+
+def test_unknown_import_is_refused_at_deploy(tmp_path: Path) -> None:
+    import wasmtime
+
+    odd = tmp_path / "odd.wasm"
+    odd.write_bytes(wasmtime.wat2wasm('(module (import "env" "launch_missiles" (func)) (func (export "_start")))'))
+    with pytest.raises(ModuleError, match="imports what the host does not provide"):
+        plan_for_module(odd)
+
+
+def test_not_wasm_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wasm"
+    bad.write_bytes(b"#!/bin/sh\necho hi\n")
+    with pytest.raises(ModuleError, match="not a valid WebAssembly module"):
+        plan_for_module(bad)

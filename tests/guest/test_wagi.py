@@ -1,0 +1,105 @@
+"""WAGI's CGI mapping (RFC 3875): pure functions, no wasm."""
+
+from __future__ import annotations
+
+import pytest
+
+from wasmlet import MalformedResponse
+from wasmlet.guest import CgiRequest, build_argv, build_environment, parse_cgi_response
+
+
+def request(**overrides: object) -> CgiRequest:
+    fields: dict[str, object] = {
+        "method": "POST", "path": "/api/items/7", "raw_path": "/api/items/%37", "query": "a=1&b=x%20y",
+        "headers": (("host", "example.com:8080"), ("content-type", "text/plain"), ("content-length", "5"),
+                    ("x-multi", "1"), ("x-multi", "2"), ("cookie", "a=1"), ("cookie", "b=2"),
+                    ("proxy", "http://evil:1")),
+        "body": b"hello", "server_name": "127.0.0.1", "server_port": 8080, "remote_addr": "127.0.0.9",
+    }
+    fields.update(overrides)
+    return CgiRequest(**fields)  # type: ignore[arg-type]
+
+
+def test_meta_variables() -> None:
+    env = dict(build_environment(request(), "/api"))
+    assert env["REQUEST_METHOD"] == "POST"
+    assert env["SCRIPT_NAME"] == "/api"
+    assert env["PATH_INFO"] == "/items/7"
+    assert env["X_RAW_PATH_INFO"] == "/items/%37"
+    assert env["QUERY_STRING"] == "a=1&b=x%20y"
+    assert env["CONTENT_TYPE"] == "text/plain"
+    assert env["CONTENT_LENGTH"] == "5"
+    assert env["GATEWAY_INTERFACE"] == "CGI/1.1"
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["REMOTE_ADDR"] == "127.0.0.9"
+    assert env["X_MATCHED_ROUTE"] == "/api"
+    assert env["X_FULL_URL"] == "http://example.com:8080/api/items/%37?a=1&b=x%20y"
+
+
+def test_headers_become_http_variables() -> None:
+    env = dict(build_environment(request(), "/"))
+    assert env["HTTP_HOST"] == "example.com:8080"
+    assert env["HTTP_X_MULTI"] == "1, 2"  # RFC 9110 section 5.3
+    assert env["HTTP_COOKIE"] == "a=1; b=2"  # RFC 6265 section 5.4
+    assert "HTTP_CONTENT_TYPE" not in env and "HTTP_CONTENT_LENGTH" not in env
+    assert "HTTP_PROXY" not in env  # httpoxy
+
+
+def test_root_route_has_empty_script_name() -> None:
+    env = dict(build_environment(request(), "/"))
+    assert env["SCRIPT_NAME"] == ""
+    assert env["PATH_INFO"] == "/api/items/7"
+
+
+def test_manifest_environment_cannot_override_cgi() -> None:
+    env = dict(build_environment(request(), "/", [("QUALITY", "85"), ("REQUEST_METHOD", "forged")]))
+    assert env["QUALITY"] == "85"
+    assert env["REQUEST_METHOD"] == "POST"
+
+
+def test_argv() -> None:
+    env = {"SCRIPT_NAME": "/api"}
+    assert build_argv("${SCRIPT_NAME} ${ARGS}", env, "a=1&b=x%20y&c+d") == ["/api", "a=1", "b=x y", "c d"]
+    assert build_argv("${SCRIPT_NAME} ${ARGS}", env, "") == ["/api"]
+    assert build_argv("prog --flag", env, "q") == ["prog", "--flag"]
+
+
+def test_parse_response() -> None:
+    response = parse_cgi_response(b"Content-Type: text/html\r\nX-A: b\r\n\r\n<p>hi</p>")
+    assert response.status == 200
+    assert response.headers == [(b"content-type", b"text/html"), (b"x-a", b"b")]
+    assert response.body == b"<p>hi</p>"
+
+
+def test_status_and_location() -> None:
+    assert parse_cgi_response(b"Status: 404 Not Found\nContent-Type: text/plain\n\nno").status == 404
+    redirect = parse_cgi_response(b"Location: https://example.com/\n\n")
+    assert redirect.status == 302
+    assert (b"location", b"https://example.com/") in redirect.headers
+
+
+def test_framing_headers_are_the_hosts() -> None:
+    response = parse_cgi_response(b"Content-Type: a/b\nContent-Length: 999\nTransfer-Encoding: chunked\n\nxy")
+    assert response.headers == [(b"content-type", b"a/b")]
+    assert response.body == b"xy"
+
+
+def test_body_may_hold_blank_lines() -> None:
+    assert parse_cgi_response(b"Content-Type: a/b\n\n\n\nbody\n\n").body == b"\n\nbody\n\n"
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (b"", "wrote nothing"),
+        (b"Content-Type: text/plain\nno blank line", "no blank line"),
+        (b"not a header\n\nbody", "not 'Name: value'"),
+        (b"Bad Name: x\n\n", "not 'Name: value'"),
+        (b"X-Only: 1\n\nbody", "none of Content-Type, Location or Status"),
+        (b"Status: abc\n\n", "3-digit code"),
+        (b"Status: 999 Nope\n\n", "3-digit code"),
+    ],
+)
+def test_malformed_responses(output: bytes, message: str) -> None:
+    with pytest.raises(MalformedResponse, match=message):
+        parse_cgi_response(output)
