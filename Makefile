@@ -5,8 +5,9 @@ VENV        ?= .venv
 PYTHON      ?= python3
 BIN         := $(VENV)/bin
 LISTEN      ?= 127.0.0.1:8080
-# Debian packages: a C-to-wasm toolchain for the guests, openssl for the TLS test.
-APT_PACKAGES := clang lld wasi-libc libclang-rt-dev-wasm32 openssl procps
+# Debian packages: a C-to-wasm toolchain for the guests, openssl for the TLS test,
+# promtool (package prometheus) for the alert rules, a real OCI registry and skopeo.
+APT_PACKAGES := clang lld wasi-libc libclang-rt-dev-wasm32 openssl procps prometheus docker-registry skopeo
 
 .PHONY: run test venv system-deps lint typecheck pytest guests bench clean
 

@@ -53,10 +53,13 @@ class Server:
     def __init__(self, args: list[str], port: int, env: dict[str, str]) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        admin_port = free_port()
+        self.admin_url = f"http://127.0.0.1:{admin_port}"
         self.log = Path(env["WASMLET_TEST_LOG"])
         self._log_handle = self.log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "wasmlet", "serve", *args, "--listen", f"127.0.0.1:{port}"],
+            [sys.executable, "-m", "wasmlet", "serve", *args, "--listen", f"127.0.0.1:{port}",
+             "--admin-listen", f"127.0.0.1:{admin_port}"],
             stdout=self._log_handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
 

@@ -17,6 +17,8 @@ from ._errors import (
     ManifestError,
     ModuleError,
     ModuleSourceError,
+    RegistryAuthError,
+    RegistryError,
     UnsupportedSchemeError,
     WasmletError,
 )
@@ -36,6 +38,8 @@ __all__ = [
     "ManifestError",
     "ModuleError",
     "ModuleSourceError",
+    "RegistryAuthError",
+    "RegistryError",
     "UnsupportedSchemeError",
     "WasmletError",
     "__version__",

@@ -22,6 +22,7 @@ from .engine import EngineSettings, ModuleCache, build_engine, default_cache_dir
 from .guest import check_module
 from .manifest import ComponentSpec, assign_routes, load_manifest
 from .registry import BlobStore, fetch_module
+from .telemetry import observe_cache
 
 __all__ = ["Plan", "PlannedComponent", "build_plan", "plan_for_module"]
 
@@ -64,7 +65,7 @@ def _prepare(
     specs: Sequence[ComponentSpec], settings: EngineSettings, cache_dir: Path
 ) -> tuple[PlannedComponent, ...]:
     engine = build_engine(dataclasses.replace(settings, pool_instances=4))
-    cache = ModuleCache(engine, settings, cache_dir)
+    cache = ModuleCache(engine, settings, cache_dir, observer=observe_cache)
     blobs = BlobStore(cache_dir)
     linker = wasmtime.Linker(engine)
     linker.define_wasi()

@@ -8,6 +8,8 @@ catch ``WasmletError`` and nothing else::
      +-- ManifestError               a manifest that does not validate
      +-- ModuleSourceError           a moduleURL that cannot be fetched or verified
      |    +-- UnsupportedSchemeError a moduleURL scheme this build does not serve
+     |    +-- RegistryError          an OCI registry refused, failed or served bad content
+     |         +-- RegistryAuthError the registry wants credentials it did not get or accept
      +-- ModuleError                 bytes that are not a usable Wasm module
      +-- CacheError                  the precompiled-artifact cache cannot be used
      +-- GuestError                  a request the guest failed to answer
@@ -37,6 +39,8 @@ __all__ = [
     "ManifestError",
     "ModuleError",
     "ModuleSourceError",
+    "RegistryAuthError",
+    "RegistryError",
     "UnsupportedSchemeError",
     "WasmletError",
 ]
@@ -74,6 +78,14 @@ class UnsupportedSchemeError(ModuleSourceError):
     """A ``moduleURL`` scheme that this build of wasmlet does not serve yet."""
 
 
+class RegistryError(ModuleSourceError):
+    """An OCI registry cannot be reached, refuses a request, or serves content that fails verification."""
+
+
+class RegistryAuthError(RegistryError):
+    """An OCI registry wants credentials that wasmlet does not have, or rejected the ones it sent."""
+
+
 class ModuleError(WasmletError):
     """Bytes that are not a valid or usable WebAssembly module."""
 
@@ -92,6 +104,10 @@ class GuestError(WasmletError):
 
     status = 500
     cause = "guest-error"
+    #: What the guest wrote to stderr before failing (logged, never sent to the client).
+    stderr: bytes = b""
+    #: Measurements of the failed run (a ``wasmlet.guest.GuestStats``), if it started.
+    stats: object | None = None
 
 
 class GuestTrap(GuestError):

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from ._errors import WasmletError
+from ._errors import ConfigError, WasmletError
 from ._logging import configure_logging
 
 _cache_option = click.option(
@@ -41,20 +41,42 @@ def main(ctx: click.Context, log_level: str) -> None:
 @click.option("--server", type=click.Choice(["uvicorn", "granian"]), default="uvicorn", show_default=True)
 @click.option("--drain-timeout", type=float, default=30.0, show_default=True,
               help="Seconds to finish in-flight requests after SIGTERM.")
+@click.option("--admin-listen", default="127.0.0.1:9180", show_default=True,
+              help="ADDR:PORT of the admin listener (/metrics, /apps), or 'none'.")
+@click.option("--otlp", is_flag=True, help="Export traces over OTLP (also enabled by the OTEL_* variables).")
+@click.option("--metrics/--no-metrics", default=True, show_default=True, help="Record Prometheus metrics.")
+@click.option("--watchdog-memory-growth", default="2Mi", show_default=True,
+              help="Recycle a worker whose RSS grows faster than this per minute.")
+@click.option("--watchdog-window", type=float, default=60.0, show_default=True,
+              help="Seconds of RSS history the growth is measured over.")
+@click.option("--watchdog-interval", type=float, default=5.0, show_default=True, help="Seconds between RSS samples.")
 @_cache_option
 @click.pass_context
 def serve(ctx: click.Context, manifests: tuple[str, ...], listen: str, workers: int | None, threads: int,
-          server: str, drain_timeout: float, cache_dir: Path | None) -> None:
+          server: str, drain_timeout: float, admin_listen: str, otlp: bool, metrics: bool,
+          watchdog_memory_growth: str,
+          watchdog_window: float, watchdog_interval: float, cache_dir: Path | None) -> None:
     """Serve the apps of one or more OAM Application manifests."""
+    from ._multiproc import prepare_metrics_dir
+
+    prepare_metrics_dir()  # before prometheus_client is imported by what follows
     from ._deploy import build_plan
+    from .manifest import parse_quantity
     from .server import ServeSettings, parse_listen
     from .server import serve as run_server
 
     try:
         host, port = parse_listen(listen)
+        admin = None if admin_listen.lower() == "none" else parse_listen(admin_listen)
+        try:
+            growth = parse_quantity(watchdog_memory_growth)
+        except ValueError as exc:
+            raise ConfigError(f"--watchdog-memory-growth: {exc}") from exc
         kwargs = {"workers": workers} if workers is not None else {}
         settings = ServeSettings(host=host, port=port, threads=threads, server=server,
-                                 drain_timeout=drain_timeout, **kwargs)
+                                 drain_timeout=drain_timeout, admin=admin, otlp=otlp, metrics=metrics,
+                                 watchdog_memory_growth=growth, watchdog_window=watchdog_window,
+                                 watchdog_interval=watchdog_interval, **kwargs)
         plan = build_plan(manifests, cache_dir=cache_dir)
     except WasmletError as exc:
         _fail(exc)
@@ -124,3 +146,91 @@ def run(module: Path, method: str, req_path: str, headers: tuple[str, ...], data
     sys.stdout.buffer.write(body)
     sys.stdout.flush()
     sys.exit(0 if status < 500 else 1)
+
+
+_insecure_option = click.option(
+    "--insecure", is_flag=True,
+    help="Plain HTTP to this registry (loopback registries always use it; see also $WASMLET_INSECURE_REGISTRIES).",
+)
+
+
+@main.command()
+@click.argument("module", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("reference")
+@_insecure_option
+@_cache_option
+def push(module: Path, reference: str, insecure: bool, cache_dir: Path | None) -> None:
+    """Push MODULE as a Wasm OCI artifact to oci://HOST[:PORT]/REPO[:TAG]."""
+    from .engine import default_cache_dir
+    from .registry import BlobStore, push_module
+
+    try:
+        pushed = push_module(module.read_bytes(), reference, blobs=BlobStore(cache_dir or default_cache_dir()),
+                             insecure=insecure, title=module.name)
+    except WasmletError as exc:
+        _fail(exc)
+    click.echo(f"pushed  {pushed.reference}")
+    click.echo(f"module  {pushed.module_digest}  ({pushed.size} bytes)")
+
+
+@main.command()
+@click.argument("reference")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the module to this file.")
+@_insecure_option
+@_cache_option
+def pull(reference: str, output: Path | None, insecure: bool, cache_dir: Path | None) -> None:
+    """Pull oci://HOST[:PORT]/REPO[:TAG|@sha256:DIGEST] into the local store."""
+    from .engine import default_cache_dir
+    from .registry import BlobStore, pull_module
+
+    try:
+        pulled = pull_module(reference, BlobStore(cache_dir or default_cache_dir()), insecure=insecure)
+    except WasmletError as exc:
+        _fail(exc)
+    if output is not None:
+        try:
+            output.write_bytes(pulled.data)
+        except OSError as exc:
+            click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+            sys.exit(1)
+    click.echo(f"pulled  {pulled.reference}{'  (offline: local copy)' if pulled.offline else ''}")
+    click.echo(f"module  sha256:{pulled.module_digest}  ({len(pulled.data)} bytes)")
+
+
+@main.command()
+@click.argument("registry")
+@click.option("-u", "--username", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@_insecure_option
+def login(registry: str, username: str, password_stdin: bool, insecure: bool) -> None:
+    """Check credentials for REGISTRY (HOST[:PORT]) and save them in ~/.docker/config.json."""
+    from ._errors import ConfigError
+    from .registry import Credentials
+    from .registry import login as registry_login
+
+    # docker accepts "https://host/" too; the config key is the bare host[:port].
+    host = registry.split("://", 1)[-1].rstrip("/")
+    password = sys.stdin.read().rstrip("\r\n") if password_stdin else click.prompt("Password", hide_input=True)
+    try:
+        if not password:
+            raise ConfigError("empty password")
+        path = registry_login(host, Credentials(username, password), insecure=insecure)
+    except WasmletError as exc:
+        _fail(exc)
+    click.echo(f"Login Succeeded (credentials saved in {path})")
+
+
+@main.command()
+@click.option("--admin", "admin_url", default="http://127.0.0.1:9180", show_default=True,
+              help="The admin listener of a running `wasmlet serve`.")
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between refreshes.")
+@click.option("--once", is_flag=True, help="Print one table (after one interval) and exit.")
+def top(admin_url: str, interval: float, once: bool) -> None:
+    """A live view of apps: req/s, p50/p99, errors, memory, cold starts."""
+    from ._top_view import run_top
+
+    try:
+        run_top(admin_url, interval, once)
+    except WasmletError as exc:
+        _fail(exc)

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,11 +69,19 @@ def _atomic_write(path: Path, data: bytes) -> None:
 class ModuleCache:
     """Compile-once storage of modules for one engine configuration."""
 
-    def __init__(self, engine: wasmtime.Engine, settings: EngineSettings, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        engine: wasmtime.Engine,
+        settings: EngineSettings,
+        root: Path | None = None,
+        observer: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.root = (root or default_cache_dir()) / "modules" / settings.fingerprint()
         self.hits = 0
         self.misses = 0
+        # Told of every lookup: ("hit", 0.0) or ("miss", seconds spent compiling).
+        self._observer = observer
 
     def artifact_path(self, digest: str) -> Path:
         return self.root / f"{digest}.cwasm"
@@ -89,13 +98,18 @@ class ModuleCache:
         path = self.artifact_path(digest)
         if self._valid(path):
             self.hits += 1
+            if self._observer:
+                self._observer("hit", 0.0)
             return digest, path
         self.misses += 1
+        started = time.perf_counter()
         try:
             module = wasmtime.Module(self.engine, wasm)
         except wasmtime.WasmtimeError as exc:
             raise ModuleError(f"{name}: not a valid WebAssembly module: {_first_line(exc)}") from exc
         self._store(path, bytes(module.serialize()))
+        if self._observer:
+            self._observer("miss", time.perf_counter() - started)
         return digest, path
 
     def load(
@@ -110,7 +124,11 @@ class ModuleCache:
         path = self.artifact_path(digest)
         if self._valid(path):
             try:
-                return wasmtime.Module.deserialize_file(self.engine, str(path))
+                module = wasmtime.Module.deserialize_file(self.engine, str(path))
+                self.hits += 1
+                if self._observer:
+                    self._observer("hit", 0.0)
+                return module
             except wasmtime.WasmtimeError as exc:
                 log.warning("cache: %s: artifact %s refused by wasmtime (%s); recompiling", name, path.name, exc)
         if callable(wasm):

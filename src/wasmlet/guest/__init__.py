@@ -1,6 +1,6 @@
 """Guest ABIs: WAGI (CGI over WASI preview 1)."""
 
-from ._runner import GuestLimits, GuestResult, WagiHandler, check_module
+from ._runner import GuestLimits, GuestResult, GuestStats, WagiHandler, check_module
 from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "CgiResponse",
     "GuestLimits",
     "GuestResult",
+    "GuestStats",
     "WagiHandler",
     "build_argv",
     "build_environment",

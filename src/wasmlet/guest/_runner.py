@@ -32,7 +32,7 @@ from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse
 
 log = logging.getLogger("wasmlet.guest")
 
-__all__ = ["GuestLimits", "GuestResult", "WagiHandler", "check_module"]
+__all__ = ["GuestLimits", "GuestResult", "GuestStats", "WagiHandler", "check_module"]
 
 _MAX_STDERR = 1 << 20
 _PAGE = 65536
@@ -46,11 +46,29 @@ class GuestLimits:
 
 
 @dataclasses.dataclass
+class GuestStats:
+    """What one run cost, for metrics and traces."""
+
+    started_ns: int  # wall clock (time.time_ns) when set-up began
+    instantiated_ns: int  # ... when the instance was ready (cold start done)
+    finished_ns: int  # ... when the guest returned
+    cpu_seconds: float  # CPU time of the guest's thread while it ran
+    memory: int  # bytes of linear memory at the end
+
+    @property
+    def instantiate_seconds(self) -> float:
+        return (self.instantiated_ns - self.started_ns) / 1e9
+
+    @property
+    def execute_seconds(self) -> float:
+        return (self.finished_ns - self.instantiated_ns) / 1e9
+
+
+@dataclasses.dataclass
 class GuestResult:
     response: CgiResponse
     stderr: bytes
-    duration: float
-    memory: int  # bytes of linear memory at the end (measured on failure only, else 0)
+    stats: GuestStats
 
 
 class _Watch:
@@ -156,10 +174,17 @@ class WagiHandler:
         except wasmtime.WasmtimeError as exc:
             raise ModuleError(f"{name}: cannot link the module: {str(exc).splitlines()[0]}") from exc
 
-    def handle(self, request: CgiRequest) -> GuestResult:
-        """Run the guest once for ``request``; raise a ``GuestError`` subclass if it fails."""
+    def handle(self, request: CgiRequest, traceparent: str = "") -> GuestResult:
+        """Run the guest once for ``request``; raise a ``GuestError`` subclass if it fails.
+
+        ``traceparent`` (W3C Trace Context) is handed to the guest as
+        ``TRACEPARENT`` so its own spans and outbound calls join the trace.
+        """
+        started_ns = time.time_ns()
         started = time.monotonic()
         env = build_environment(request, self.route, self.environment)
+        if traceparent:
+            env.append(("TRACEPARENT", traceparent))
         argv = build_argv(self.argv, dict(env), request.query)
         files = scratch_files()
 
@@ -182,8 +207,11 @@ class WagiHandler:
 
         instance = None
         failure: GuestError | None = None
+        instantiated_ns = 0
+        cpu_started = time.thread_time()
         try:
             instance = self._pre.instantiate(store)
+            instantiated_ns = time.time_ns()
             capi.call_export(store, instance, self._entrypoint)
         except wasmtime.ExitTrap as exc:
             if exc.code != 0:
@@ -192,9 +220,10 @@ class WagiHandler:
             failure = self._classify_trap(exc)
         except wasmtime.WasmtimeError as exc:
             failure = GuestTrap(f"{self.name}: {_first_line(exc)}")
-        duration = time.monotonic() - started
-        # The memory size only matters to tell a memory-limit failure apart.
-        memory = capi.memory_size(store, instance) if failure is not None else 0
+        cpu_seconds = time.thread_time() - cpu_started
+        finished_ns = time.time_ns()
+        memory = capi.memory_size(store, instance)
+        stats = GuestStats(started_ns, instantiated_ns or finished_ns, finished_ns, cpu_seconds, memory)
         del instance, store  # release the pool slot and WASI's handles on the scratch files now
         out_size, err_size = files.sizes()
         stderr = os.pread(files.stderr_fd, min(err_size, _MAX_STDERR), 0) if err_size else b""
@@ -210,15 +239,16 @@ class WagiHandler:
                 f"{self.name}: the guest failed at its memory limit ({memory} of {self.limits.memory} bytes): "
                 f"{failure}"
             )
-        if failure is not None:
-            failure.stderr = stderr  # type: ignore[attr-defined]
-            raise failure
-        try:
-            response = parse_cgi_response(os.pread(files.stdout_fd, out_size, 0) if out_size else b"")
-        except GuestError as exc:
-            exc.stderr = stderr  # type: ignore[attr-defined]
-            raise
-        return GuestResult(response=response, stderr=stderr, duration=duration, memory=memory)
+        if failure is None:
+            try:
+                response = parse_cgi_response(os.pread(files.stdout_fd, out_size, 0) if out_size else b"")
+            except GuestError as exc:
+                failure = exc
+            else:
+                return GuestResult(response=response, stderr=stderr, stats=stats)
+        failure.stderr = stderr
+        failure.stats = stats
+        raise failure
 
     def _classify_trap(self, exc: wasmtime.Trap) -> GuestError:
         code = exc.trap_code

@@ -1,6 +1,21 @@
-"""Where modules come from: moduleURL resolution and the local blob store."""
+"""Where modules come from: moduleURL resolution, the local blob store, OCI registries."""
 
+from ._auth import Credentials
 from ._blobs import BlobStore
+from ._oci import PulledModule, PushedModule, login, pull_module, push_module
+from ._reference import Reference, parse_reference
 from ._sources import FetchedModule, fetch_module
 
-__all__ = ["BlobStore", "FetchedModule", "fetch_module"]
+__all__ = [
+    "BlobStore",
+    "Credentials",
+    "FetchedModule",
+    "PulledModule",
+    "PushedModule",
+    "Reference",
+    "fetch_module",
+    "login",
+    "parse_reference",
+    "pull_module",
+    "push_module",
+]

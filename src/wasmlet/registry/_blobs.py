@@ -19,6 +19,7 @@ __all__ = ["BlobStore"]
 
 class BlobStore:
     def __init__(self, root: Path) -> None:
+        self.cache_root = root  # the OCI tag index lives beside the blobs
         self.root = root / "blobs" / "sha256"
 
     def path(self, hex_digest: str) -> Path:

@@ -2,8 +2,9 @@
 
 Schemes served: a path relative to the manifest, ``file://``, and
 ``https://`` pinned by ``moduleDigest`` (plain ``http://`` only to a loopback
-host, for development). ``oci://`` arrives with the registry support and is
-refused with a clear error until then.
+host, for development), and ``oci://HOST/REPO:TAG`` or ``@sha256:`` pulled
+from an OCI registry (``_oci.py``; the tag is resolved at deploy and the
+module's sha256 is what gets recorded, as for any other scheme).
 """
 
 from __future__ import annotations
@@ -77,11 +78,18 @@ def fetch_module(spec: ComponentSpec, blobs: BlobStore) -> FetchedModule:
             return FetchedModule(expected, blobs.get(expected), url)
         return _verified(spec, blobs, _download(spec), url)
     if scheme == "oci":
-        raise UnsupportedSchemeError(
-            f"{_where(spec)}: oci:// module URLs are not yet supported by this build; "
-            "use a path, file:// or https:// with moduleDigest"
-        )
-    raise UnsupportedSchemeError(f"{_where(spec)}: unsupported scheme {scheme!r} (expected a path, file://, https://)")
+        from ._oci import pull_module
+
+        try:
+            pulled = pull_module(url, blobs, expected_module=_expected(spec))
+        except ModuleSourceError as exc:
+            # Same class, with the manifest and component in front; the
+            # registry layer's message already names the reference.
+            raise type(exc)(f"{spec.source}: component {spec.qualified_name}: {exc}") from exc
+        return FetchedModule(pulled.module_digest, pulled.data, str(pulled.reference))
+    raise UnsupportedSchemeError(
+        f"{_where(spec)}: unsupported scheme {scheme!r} (expected a path, file://, https://, oci://)"
+    )
 
 
 def _download(spec: ComponentSpec) -> bytes:

@@ -12,12 +12,15 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import time
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .._deploy import Plan
 from .._errors import GuestError
-from ..guest import CgiRequest, GuestResult
+from ..guest import CgiRequest, GuestResult, GuestStats
+from ..telemetry import CpuStreaks, RequestTelemetry
 from ._host import App, Host
 
 __all__ = ["WasmletApp", "create_app"]
@@ -34,6 +37,10 @@ HEALTH_PATH = "/.well-known/wasmlet/health"
 READY_PATH = "/.well-known/wasmlet/ready"
 PLAN_ENV = "WASMLET_PLAN"
 THREADS_ENV = "WASMLET_THREADS"
+METRICS_ENV = "WASMLET_METRICS"
+# Test-only fault injection: bytes each request leaks on the host side, so the
+# watchdog's memory signal can be exercised against a real worker.
+LEAK_ENV = "WASMLET_TEST_LEAK_BYTES_PER_REQUEST"
 
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
@@ -45,12 +52,19 @@ class _BodyTooLarge(Exception):
 class WasmletApp:
     """ASGI 3 application serving one plan."""
 
-    def __init__(self, plan: Plan, threads: int = 16) -> None:
+    def __init__(self, plan: Plan, threads: int = 16, telemetry: RequestTelemetry | None = None,
+                 ready_file: str | None = None) -> None:
         self.plan = plan
+        self.ready_file = ready_file
         self.threads = threads
         self.host: Host | None = None
         self.ready = False
+        self.telemetry = telemetry or RequestTelemetry()
+        self.watchdog = CpuStreaks()
+        self._degraded: set[str] = set()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._leak_per_request = int(os.environ.get(LEAK_ENV, "0"))
+        self._leaked: list[bytearray] = []
 
     # Lifecycle ----------------------------------------------------------
     def startup(self) -> None:
@@ -58,6 +72,9 @@ class WasmletApp:
         self.host.start()
         self._pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="wasmlet-guest")
         self.ready = True
+        if self.ready_file:
+            with open(self.ready_file, "w", encoding="ascii") as handle:
+                handle.write(str(os.getpid()))
         log.info("worker %d ready: %d app(s)", os.getpid(), len(self.host.apps))
 
     def shutdown(self) -> None:
@@ -102,37 +119,81 @@ class WasmletApp:
             return
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         host_header = None
+        request_id = ""
         for name, value in headers:
             if name == b"host":
                 host_header = value.decode("latin-1")
-                break
+            elif name == b"x-request-id":
+                request_id = value.decode("latin-1")[:64]
         route = host.router.match(host_header, path)
         if route is None:
             await _respond(send, 404, b"no app is routed here\n")
             return
         app = route.target
+        request_id = request_id or uuid.uuid4().hex[:16]
+        telemetry = self.telemetry
+        span = telemetry.start_request(scope, headers, app.name, route.prefix)
+        trace_id = telemetry.trace_id(span)
+        started = time.perf_counter()
+        status, cause, stats = 500, "", None
+        try:
+            status, cause, stats = await self._answer(scope, receive, send, app, headers, span, request_id, trace_id)
+        finally:
+            telemetry.finish_request(span, app.name, route.prefix, status, cause, time.perf_counter() - started,
+                                     stats)
+        if stats is not None:
+            self._watch_cpu(app.name, stats.cpu_seconds, request_id, trace_id)
+        if self._leak_per_request:  # fault injection for the watchdog's tests only
+            self._leaked.append(bytearray(self._leak_per_request))
+
+    def _watch_cpu(self, app: str, cpu_seconds: float, request_id: str, trace_id: str) -> None:
+        """The seed's CPU preemption signal: mark the app degraded on a streak, clear it on a cheap request."""
+        if self.watchdog.record(app, cpu_seconds):
+            log.warning("app=%s degraded: three requests in a row used more than %.0f ms of CPU",
+                        app, self.watchdog.threshold * 1000,
+                        extra={"app": app, "request_id": request_id, "trace_id": trace_id})
+            self._degraded.add(app)
+            self.telemetry.set_degraded(app, True)
+        elif app in self._degraded and self.watchdog.streak(app) == 0:
+            log.info("app=%s no longer degraded", app, extra={"app": app})
+            self._degraded.discard(app)
+            self.telemetry.set_degraded(app, False)
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, app: App, headers: list[tuple[bytes, bytes]],
+        span: Any, request_id: str, trace_id: str,
+    ) -> tuple[int, str, GuestStats | None]:
+        """Answer one routed request; return its status, failure cause ("" on success) and the guest's stats."""
+        ids = [(b"x-request-id", request_id.encode("latin-1"))]
         try:
             body = await _read_body(receive, headers, app.max_body_size)
         except _BodyTooLarge:
-            await _respond(send, 413, b"request body too large\n", cause=b"body-limit")
-            return
+            await _respond(send, 413, b"request body too large\n", cause=b"body-limit", extra=ids)
+            return 413, "body-limit", None
         request = _cgi_request(scope, headers, body)
+        traceparent = self.telemetry.traceparent(span)
         loop = asyncio.get_running_loop()
+        fields = {"app": app.name, "request_id": request_id, "trace_id": trace_id}
         try:
-            result: GuestResult = await loop.run_in_executor(self._pool, app.handler.handle, request)
+            result: GuestResult = await loop.run_in_executor(self._pool, app.handler.handle, request, traceparent)
         except GuestError as exc:
-            self._log_failure(app, exc)
-            await _respond(send, exc.status, f"{exc.status} {exc.cause}\n".encode(), cause=exc.cause.encode())
-            return
+            log.warning("app=%s cause=%s status=%d %s", app.name, exc.cause, exc.status, exc,
+                        extra={**fields, "cause": exc.cause, "status": exc.status})
+            _log_stderr(exc.stderr, fields)
+            await _respond(send, exc.status, f"{exc.status} {exc.cause}\n".encode(), cause=exc.cause.encode(),
+                           extra=ids)
+            stats = exc.stats if isinstance(exc.stats, GuestStats) else None
+            return exc.status, exc.cause, stats
         if result.stderr:
-            _log_stderr(app.name, result.stderr)
+            _log_stderr(result.stderr, fields)
         response = result.response
         await send({
             "type": "http.response.start",
             "status": response.status,
-            "headers": [*response.headers, (b"content-length", str(len(response.body)).encode())],
+            "headers": [*response.headers, (b"content-length", str(len(response.body)).encode()), *ids],
         })
         await send({"type": "http.response.body", "body": response.body})
+        return response.status, "", result.stats
 
     async def _wellknown(self, path: str, send: Send) -> None:
         if path == HEALTH_PATH:
@@ -145,22 +206,20 @@ class WasmletApp:
         else:
             await _respond(send, 404, b"not found\n")
 
-    def _log_failure(self, app: App, exc: GuestError) -> None:
-        log.warning("app=%s cause=%s status=%d %s", app.name, exc.cause, exc.status, exc)
-        stderr = getattr(exc, "stderr", b"")
-        if stderr:
-            _log_stderr(app.name, stderr)
 
-
-def _log_stderr(app: str, stderr: bytes) -> None:
+def _log_stderr(stderr: bytes, fields: dict[str, str]) -> None:
     for line in stderr.decode("utf-8", "replace").splitlines():
-        guest_log.info("app=%s stderr: %s", app, line)
+        guest_log.info("app=%s stderr: %s", fields["app"], line, extra=fields)
 
 
-async def _respond(send: Send, status: int, body: bytes, cause: bytes | None = None) -> None:
+async def _respond(
+    send: Send, status: int, body: bytes, cause: bytes | None = None, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     headers = [*_TEXT, (b"content-length", str(len(body)).encode())]
     if cause is not None:
         headers.append((b"x-wasmlet-error", cause))
+    if extra:
+        headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -216,4 +275,5 @@ def create_app() -> WasmletApp:
     plan_path = os.environ[PLAN_ENV]
     with open(plan_path, encoding="utf-8") as handle:
         plan = Plan.from_json(handle.read())
-    return WasmletApp(plan, threads=int(os.environ.get(THREADS_ENV, "16")))
+    return WasmletApp(plan, threads=int(os.environ.get(THREADS_ENV, "16")),
+                      telemetry=RequestTelemetry(metrics=os.environ.get(METRICS_ENV, "1") != "0"))

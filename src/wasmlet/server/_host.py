@@ -14,6 +14,7 @@ from ..engine import EpochTicker, ModuleCache, build_engine
 from ..guest import GuestLimits, WagiHandler, check_module
 from ..guest._stdio import remove_scratch_root
 from ..registry import BlobStore
+from ..telemetry import observe_cache
 from ._router import Route, Router
 
 __all__ = ["App", "Host"]
@@ -40,7 +41,7 @@ class Host:
         self.ticker = EpochTicker(self.engine, plan.engine.epoch_tick)
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
-        cache = ModuleCache(self.engine, plan.engine, Path(plan.cache_dir))
+        cache = ModuleCache(self.engine, plan.engine, Path(plan.cache_dir), observer=observe_cache)
         blobs = BlobStore(Path(plan.cache_dir))
         self.apps: dict[str, App] = {}
         routes: list[Route[App]] = []

@@ -30,11 +30,19 @@ class ServeSettings:
     server: str = "uvicorn"
     drain_timeout: float = 30.0
     backlog: int = 2048
+    admin: tuple[str, int] | None = ("127.0.0.1", 9180)  # None: no admin listener
+    otlp: bool = False
+    metrics: bool = True
+    watchdog_memory_growth: float = 2 * 1024 * 1024  # bytes per minute
+    watchdog_window: float = 60.0
+    watchdog_interval: float = 5.0
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ConfigError(f"--workers: expected 1 or more, got {self.workers}")
         if self.threads < 1:
             raise ConfigError(f"--threads: expected 1 or more, got {self.threads}")
+        if self.watchdog_window <= 0 or self.watchdog_interval <= 0:
+            raise ConfigError("--watchdog-window and --watchdog-interval: expected values above zero")
         if self.server not in SERVERS:
             raise ConfigError(f"--server: expected one of {', '.join(SERVERS)}, got {self.server!r}")

@@ -1,29 +1,42 @@
-"""The server lifecycle: bind, start workers, drain on SIGTERM, force on a second signal.
+"""The server lifecycle: bind, start workers, watch them, drain on SIGTERM, force on a second signal.
 
 The supervisor binds the listening socket once and hands it to each worker
 process (``pass_fds``), so ``--listen 127.0.0.1:0`` works and all workers
-accept from one queue. Workers that die while serving are restarted.
+accept from one queue. It restarts workers that die, and its watchdog
+recycles a worker whose resident memory grows faster than the seed's
+threshold (2 MB a minute): a replacement is started and ready before the old
+worker is told to drain, so no request is refused on the way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from types import FrameType
 
 from .._deploy import Plan
+from ..telemetry import GrowthMeter
 from ._settings import ServeSettings
 
-__all__ = ["Supervisor", "bind_socket"]
+__all__ = ["Supervisor", "WatchdogSettings", "bind_socket", "read_rss"]
 
 log = logging.getLogger("wasmlet.server")
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchdogSettings:
+    memory_growth: float = 2 * 1024 * 1024  # bytes per minute (the seed's alert threshold)
+    window: float = 60.0  # seconds of RSS history the growth is measured over
+    interval: float = 5.0  # seconds between RSS samples
 
 
 def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -36,17 +49,47 @@ def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
+def read_rss(pid: int) -> int:
+    """Resident set size of ``pid`` in bytes (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@dataclasses.dataclass
+class _Worker:
+    process: subprocess.Popen[bytes]
+    ready_file: Path
+    growth: GrowthMeter
+    retiring: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
 class Supervisor:
-    def __init__(self, plan: Plan, settings: ServeSettings, log_level: str = "info") -> None:
+    def __init__(self, plan: Plan, settings: ServeSettings, log_level: str = "info",
+                 multiproc_dir: str | None = None) -> None:
         self.plan = plan
         self.settings = settings
         self.log_level = log_level
+        self.watchdog = WatchdogSettings(settings.watchdog_memory_growth, settings.watchdog_window,
+                                         settings.watchdog_interval)
+        self.multiproc_dir = multiproc_dir
         self.sock: socket.socket | None = None
-        self.workers: list[subprocess.Popen[bytes]] = []
+        self.workers: list[_Worker] = []
         self.draining = False
         self.forced = False
-        self._plan_file: str | None = None
-        self._reported: set[int] = set()
+        self._runtime = Path(tempfile.mkdtemp(prefix="wasmlet-run-"))
+        self._plan_file = self._runtime / "plan.json"
+        self._last_sample = 0.0
+        self._spawned = 0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -54,60 +97,54 @@ class Supervisor:
         host, port = self.sock.getsockname()[:2]
         return host, port
 
+    def worker_memory(self) -> dict[int, int]:
+        return {w.pid: read_rss(w.pid) for w in self.workers if w.process.poll() is None}
+
+    # Lifecycle ----------------------------------------------------------
     def startup(self) -> None:
         s = self.settings
         self.sock = bind_socket(s.host, s.port, s.backlog)
-        fd, self._plan_file = tempfile.mkstemp(prefix="wasmlet-plan-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(self.plan.to_json())
+        self._plan_file.write_text(self.plan.to_json(), encoding="utf-8")
         self.workers = [self._spawn() for _ in range(s.workers)]
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        assert self.sock is not None and self._plan_file is not None
+    def _spawn(self) -> _Worker:
+        assert self.sock is not None
         fd = self.sock.fileno()
+        self._spawned += 1
+        ready_file = self._runtime / f"ready-{self._spawned}"
         command = [
             sys.executable, "-m", "wasmlet.server._worker",
-            "--fd", str(fd), "--plan", self._plan_file,
+            "--fd", str(fd), "--plan", str(self._plan_file),
             "--threads", str(self.settings.threads),
             "--drain", str(self.settings.drain_timeout),
             "--log-level", self.log_level,
+            "--ready-file", str(ready_file),
         ]
-        return subprocess.Popen(command, pass_fds=(fd,))
+        if self.settings.otlp:
+            command.append("--otlp")
+        if not self.settings.metrics:
+            command.append("--no-metrics")
+        process = subprocess.Popen(command, pass_fds=(fd,))
+        return _Worker(process, ready_file, GrowthMeter(self.watchdog.window))
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.draining:
             log.warning("second signal: forcing exit")
             self.forced = True
             for worker in self.workers:
-                if worker.poll() is None:
-                    worker.kill()
+                if worker.process.poll() is None:
+                    worker.process.kill()
             return
         log.info("%s: draining in-flight requests (a second signal forces exit)", signal.Signals(signum).name)
         self.draining = True
         for worker in self.workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
 
     def serve(self) -> int:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            while True:
-                alive = False
-                for index, worker in enumerate(self.workers):
-                    code = worker.poll()
-                    if code is None:
-                        alive = True
-                    elif self.draining:
-                        if worker.pid not in self._reported:
-                            self._reported.add(worker.pid)
-                            log.info("worker %d stopped (exit status %s)", worker.pid, code)
-                    else:
-                        log.error("worker %d exited with %s; restarting it", worker.pid, code)
-                        self.workers[index] = self._spawn()
-                        alive = True
-                        time.sleep(0.2)  # do not spin if start-up keeps failing
-                if not alive:
-                    break
+            while self._tick():
                 time.sleep(0.05)
         finally:
             for sig, handler in previous.items():
@@ -115,11 +152,61 @@ class Supervisor:
             self.shutdown()
         return 1 if self.forced else 0
 
+    def _tick(self) -> bool:
+        """One round of supervision; False once every worker has exited after a drain."""
+        for worker in list(self.workers):
+            code = worker.process.poll()
+            if code is None:
+                continue
+            self._forget(worker)
+            if self.draining or worker.retiring:
+                log.info("worker %d stopped (exit status %s)", worker.pid, code)
+                self.workers.remove(worker)
+            else:
+                log.error("worker %d exited with %s; restarting it", worker.pid, code)
+                self.workers[self.workers.index(worker)] = self._spawn()
+                time.sleep(0.2)  # do not spin if start-up keeps failing
+        if self.draining:
+            return bool(self.workers)
+        now = time.monotonic()
+        if now - self._last_sample >= self.watchdog.interval:
+            self._last_sample = now
+            self._watch_memory(now)
+        return True
+
+    def _watch_memory(self, now: float) -> None:
+        for worker in list(self.workers):
+            if worker.retiring or not worker.ready_file.exists():
+                continue
+            worker.growth.add(now, read_rss(worker.pid))
+            rate = worker.growth.per_minute()
+            if worker.growth.covered() >= 0.8 * self.watchdog.window and rate > self.watchdog.memory_growth:
+                log.warning("watchdog: worker %d memory grows %.1f MiB/min (threshold %.1f); recycling it",
+                            worker.pid, rate / 2**20, self.watchdog.memory_growth / 2**20)
+                self._recycle(worker)
+
+    def _recycle(self, worker: _Worker) -> None:
+        replacement = self._spawn()
+        self.workers.append(replacement)
+        deadline = time.monotonic() + 60
+        while not replacement.ready_file.exists() and time.monotonic() < deadline:
+            if replacement.process.poll() is not None:
+                log.error("watchdog: replacement worker failed to start; keeping worker %d", worker.pid)
+                return
+            time.sleep(0.05)
+        worker.retiring = True
+        worker.process.send_signal(signal.SIGTERM)  # drains in-flight requests, then exits
+
+    def _forget(self, worker: _Worker) -> None:
+        worker.ready_file.unlink(missing_ok=True)
+        if self.multiproc_dir:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(worker.pid, self.multiproc_dir)  # type: ignore[no-untyped-call]
+
     def shutdown(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-        if self._plan_file is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._plan_file)
-            self._plan_file = None
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self._runtime)

@@ -16,6 +16,7 @@ import uvicorn
 
 from .._deploy import Plan
 from .._logging import configure_logging
+from ..telemetry import RequestTelemetry, configure_tracing
 from ._asgi import WasmletApp
 
 
@@ -37,12 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--drain", type=float, default=30.0)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--ready-file", default=None, help="touched once the worker serves")
+    parser.add_argument("--otlp", action="store_true", help="export traces over OTLP")
+    parser.add_argument("--no-metrics", action="store_true", help="record no Prometheus metrics")
     args = parser.parse_args(argv)
     _die_with_parent()
     configure_logging(args.log_level)
     with open(args.plan, encoding="utf-8") as handle:
         plan = Plan.from_json(handle.read())
-    app = WasmletApp(plan, threads=args.threads)
+    configure_tracing(args.otlp)
+    app = WasmletApp(plan, threads=args.threads, ready_file=args.ready_file,
+                     telemetry=RequestTelemetry(metrics=not args.no_metrics))
     sock = socket.socket(fileno=args.fd)
     config = uvicorn.Config(
         app,

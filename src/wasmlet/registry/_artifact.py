@@ -1,0 +1,215 @@
+"""The Wasm OCI artifact layout: building it for push, recognising it on pull.
+
+Push writes the CNCF TAG-Runtime "Wasm OCI Artifact" layout: an OCI image
+manifest whose config is ``application/vnd.wasm.config.v0+json`` (``created``,
+``architecture: wasm``, ``os: wasip1``, ``layerDigests``) and whose one layer
+is ``application/wasm``, the module bytes as they are (no tar, no gzip).
+
+Pull also accepts the older wasm-to-oci layout (config
+``application/vnd.wasm.config.v1+json``, layer
+``application/vnd.wasm.content.layer.v1+wasm``), docker schema-2 manifests,
+and image indexes with a ``wasm`` platform entry. The layer media type decides:
+the config is checked when it is the Wasm one and otherwise left alone, since
+other clients (oras among them) write whatever config they like.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+from typing import Any
+
+__all__ = [
+    "ACCEPT_MANIFESTS",
+    "INDEX_TYPES",
+    "MANIFEST_TYPES",
+    "WASM_CONFIG_V0",
+    "WASM_LAYER",
+    "ArtifactError",
+    "Descriptor",
+    "WasmArtifact",
+    "build_artifact",
+    "check_config",
+    "load_json",
+    "manifest_type",
+    "pick_from_index",
+    "wasm_layer",
+]
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+ACCEPT_MANIFESTS = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST])
+
+WASM_CONFIG_V0 = "application/vnd.wasm.config.v0+json"
+WASM_CONFIG_V1 = "application/vnd.wasm.config.v1+json"  # wasm-to-oci
+WASM_LAYER = "application/wasm"
+WASM_LAYER_V1 = "application/vnd.wasm.content.layer.v1+wasm"  # wasm-to-oci
+WASM_LAYERS = frozenset({WASM_LAYER, WASM_LAYER_V1})
+WASM_CONFIGS = frozenset({WASM_CONFIG_V0, WASM_CONFIG_V1})
+
+_TITLE = "org.opencontainers.image.title"
+_CREATED = "org.opencontainers.image.created"
+# A core module is "\0asm" + version 1; a component shares the magic with a different layer/version word.
+_CORE_MODULE_HEADER = b"\0asm\x01\x00\x00\x00"
+
+
+class ArtifactError(ValueError):
+    """Content that is not a usable Wasm artifact (translated to RegistryError by the caller)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str  # "sha256:<hex>"
+    size: int
+
+    @property
+    def hex(self) -> str:
+        return self.digest.removeprefix("sha256:")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+    @classmethod
+    def parse(cls, raw: Any, what: str) -> Descriptor:
+        if not isinstance(raw, dict):
+            raise ArtifactError(f"{what} is not a descriptor object")
+        media_type, digest, size = raw.get("mediaType"), raw.get("digest"), raw.get("size")
+        if not isinstance(media_type, str) or not isinstance(digest, str) or not isinstance(size, int):
+            raise ArtifactError(f"{what} lacks mediaType, digest or size")
+        if not digest.startswith("sha256:") or len(digest) != 71:
+            raise ArtifactError(f"{what} has digest {digest!r}; only sha256 is supported")
+        if size < 0:
+            raise ArtifactError(f"{what} has a negative size")
+        return cls(media_type, digest, size)
+
+    @classmethod
+    def of(cls, media_type: str, data: bytes) -> Descriptor:
+        return cls(media_type, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+
+
+@dataclasses.dataclass(frozen=True)
+class WasmArtifact:
+    """What push uploads: config and manifest bytes, exactly as digested."""
+
+    module: Descriptor
+    config: Descriptor
+    config_bytes: bytes
+    manifest: Descriptor
+    manifest_bytes: bytes
+
+
+def _created() -> str:
+    # SOURCE_DATE_EPOCH (reproducible-builds.org) makes a push byte-for-byte repeatable.
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = (datetime.datetime.fromtimestamp(int(epoch), datetime.UTC) if epoch and epoch.isdigit()
+            else datetime.datetime.now(datetime.UTC).replace(microsecond=0))
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_artifact(module: bytes, title: str | None = None) -> WasmArtifact:
+    """The manifest and config for one core Wasm module. Raises ``ArtifactError``."""
+    if module[:4] != b"\0asm":
+        raise ArtifactError("not a WebAssembly binary (no \\0asm magic)")
+    if module[:8] != _CORE_MODULE_HEADER:
+        raise ArtifactError("a WebAssembly component or unknown version; wasmlet pushes core modules (wasip1)")
+    layer = Descriptor.of(WASM_LAYER, module)
+    created = _created()
+    config = {"created": created, "architecture": "wasm", "os": "wasip1", "layerDigests": [layer.digest]}
+    config_bytes = json.dumps(config, separators=(",", ":")).encode()
+    config_desc = Descriptor.of(WASM_CONFIG_V0, config_bytes)
+    layer_json = layer.to_json()
+    if title:
+        layer_json["annotations"] = {_TITLE: title}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config_desc.to_json(),
+        "layers": [layer_json],
+        "annotations": {_CREATED: created},
+    }
+    # These exact bytes are what gets digested and uploaded: a registry must
+    # serve a manifest byte-for-byte as pushed (distribution-spec, "Pushing
+    # manifests"), so the digest computed here is the one it answers with.
+    manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
+    return WasmArtifact(layer, config_desc, config_bytes, Descriptor.of(OCI_MANIFEST, manifest_bytes), manifest_bytes)
+
+
+def load_json(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ArtifactError(f"{what} is not a JSON object")
+    return value
+
+
+def manifest_type(manifest: dict[str, Any], content_type: str | None) -> str:
+    """The media type of a manifest: its own ``mediaType``, else the response's Content-Type."""
+    declared = manifest.get("mediaType")
+    if isinstance(declared, str) and declared:
+        return declared
+    # image-spec: mediaType is only SHOULD in a manifest; the header is then all there is.
+    if content_type:
+        return content_type.split(";", 1)[0].strip()
+    return OCI_MANIFEST if "layers" in manifest else OCI_INDEX if "manifests" in manifest else ""
+
+
+def pick_from_index(index: dict[str, Any]) -> Descriptor:
+    """The manifest of an image index meant for Wasm (``platform.architecture: wasm``)."""
+    entries = index.get("manifests")
+    if not isinstance(entries, list) or not entries:
+        raise ArtifactError("the image index lists no manifests")
+    seen = []
+    for position, raw in enumerate(entries):
+        platform = raw.get("platform") if isinstance(raw, dict) else None
+        arch = platform.get("architecture") if isinstance(platform, dict) else None
+        os_name = platform.get("os") if isinstance(platform, dict) else None
+        seen.append(f"{os_name}/{arch}")
+        if arch == "wasm" and os_name in ("wasip1", "wasi", None):
+            return Descriptor.parse(raw, f"manifests[{position}]")
+    raise ArtifactError(f"the image index has no wasm/wasip1 entry (it has {', '.join(seen)}): not a Wasm artifact")
+
+
+def wasm_layer(manifest: dict[str, Any]) -> tuple[Descriptor, Descriptor]:
+    """The (config, Wasm layer) descriptors of an image manifest. Raises ``ArtifactError``."""
+    if manifest.get("schemaVersion") != 2:
+        raise ArtifactError(f"unsupported manifest schemaVersion {manifest.get('schemaVersion')!r} (expected 2)")
+    config = Descriptor.parse(manifest.get("config"), "config")
+    raw_layers = manifest.get("layers")
+    if not isinstance(raw_layers, list):
+        raise ArtifactError("the manifest has no layers list")
+    layers = [Descriptor.parse(raw, f"layers[{n}]") for n, raw in enumerate(raw_layers)]
+    wasm = [layer for layer in layers if layer.media_type in WASM_LAYERS]
+    if not wasm:
+        kinds = ", ".join(sorted({layer.media_type for layer in layers})) or "none"
+        raise ArtifactError(
+            f"not a Wasm artifact: no {WASM_LAYER} layer (layers: {kinds}; config: {config.media_type}); "
+            "is this an ordinary container image?"
+        )
+    if len(wasm) > 1:
+        raise ArtifactError(f"ambiguous Wasm artifact: {len(wasm)} Wasm layers, expected exactly one")
+    return config, wasm[0]
+
+
+def check_config(config: Descriptor, data: bytes, layer: Descriptor) -> None:
+    """Check a ``application/vnd.wasm.config.v0+json`` config against the layer it describes."""
+    if config.media_type != WASM_CONFIG_V0:
+        return  # older or foreign configs carry nothing wasmlet relies on
+    body = load_json(data, "the Wasm config")
+    if body.get("architecture") not in (None, "wasm"):
+        raise ArtifactError(f"the Wasm config says architecture {body.get('architecture')!r}, expected 'wasm'")
+    os_name = body.get("os")
+    if os_name not in (None, "wasip1"):
+        raise ArtifactError(f"the artifact is for os {os_name!r}; wasmlet runs core modules (wasip1)")
+    digests = body.get("layerDigests")
+    if isinstance(digests, list) and digests and layer.digest not in digests:
+        raise ArtifactError(f"the Wasm config's layerDigests do not list the layer {layer.digest}")

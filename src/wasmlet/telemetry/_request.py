@@ -1,0 +1,121 @@
+"""Per-request telemetry: the server span, its child spans, and the metrics.
+
+The guest runner only records timestamps (``GuestStats``); the spans for
+instantiation and execution are created here afterwards with those explicit
+start and end times, so the runner stays free of tracing code and a request
+pays for spans only when tracing is on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from ._metrics import (
+    APP_DEGRADED,
+    CPU_PREEMPTIONS,
+    GUEST_CPU_SECONDS,
+    GUEST_FAILURES,
+    GUEST_MEMORY_BYTES,
+    INFLIGHT,
+    INSTANTIATE_SECONDS,
+    REQUEST_SECONDS,
+    REQUESTS,
+)
+from ._tracing import format_traceparent
+
+__all__ = ["RequestTelemetry"]
+
+
+class _HeaderGetter:
+    """Reads W3C trace headers from ASGI's (lower-case bytes) header list."""
+
+    def get(self, carrier: list[tuple[bytes, bytes]], key: str) -> list[str] | None:
+        wanted = key.lower().encode("latin-1")
+        values = [v.decode("latin-1") for k, v in carrier if k == wanted]
+        return values or None
+
+    def keys(self, carrier: list[tuple[bytes, bytes]]) -> list[str]:
+        return [k.decode("latin-1") for k, _ in carrier]
+
+
+_GETTER = _HeaderGetter()
+
+
+class RequestTelemetry:
+    """Spans and metrics of requests; ``metrics=False`` turns the Prometheus side off (for measuring its cost)."""
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None = None, metrics: bool = True) -> None:
+        provider = tracer_provider or trace.get_tracer_provider()
+        self.tracer = provider.get_tracer("wasmlet")
+        self.metrics = metrics
+        self._memory_high_water: dict[str, int] = {}
+
+    def start_request(self, scope: MutableMapping[str, Any], headers: list[tuple[bytes, bytes]], app: str,
+                      route: str) -> Span:
+        """Start the server span, as a child of the client's ``traceparent`` if it sent one."""
+        if self.metrics:
+            INFLIGHT.inc()
+        parent = propagate.extract(headers, getter=_GETTER)  # type: ignore[arg-type]
+        method = scope.get("method", "GET")
+        return self.tracer.start_span(
+            f"{method} {route}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": scope.get("path", ""), "http.route": route,
+                        "wasmlet.app": app},
+        )
+
+    @staticmethod
+    def traceparent(span: Span) -> str:
+        return format_traceparent(span)
+
+    @staticmethod
+    def trace_id(span: Span) -> str:
+        context = span.get_span_context()
+        return f"{context.trace_id:032x}" if context.is_valid else ""
+
+    def set_degraded(self, app: str, degraded: bool) -> None:
+        if self.metrics:
+            if degraded:
+                CPU_PREEMPTIONS.labels(app).inc()
+            APP_DEGRADED.labels(app).set(1 if degraded else 0)
+
+    def finish_request(self, span: Span, app: str, route: str, status: int, cause: str, elapsed: float,
+                       stats: Any) -> None:
+        if self.metrics:
+            self._record(app, route, status, cause, elapsed, stats)
+        if span.is_recording():
+            self._finish_span(span, status, cause, stats)
+        span.end()
+
+    def _record(self, app: str, route: str, status: int, cause: str, elapsed: float, stats: Any) -> None:
+        INFLIGHT.dec()
+        REQUESTS.labels(app, route, str(status)).inc()
+        REQUEST_SECONDS.labels(app).observe(elapsed)
+        if cause:
+            GUEST_FAILURES.labels(app, cause).inc()
+        if stats is not None:
+            INSTANTIATE_SECONDS.labels(app).observe(stats.instantiate_seconds)
+            GUEST_CPU_SECONDS.labels(app).observe(stats.cpu_seconds)
+            if stats.memory > self._memory_high_water.get(app, 0):
+                self._memory_high_water[app] = stats.memory
+                GUEST_MEMORY_BYTES.labels(app).set(stats.memory)
+
+    def _finish_span(self, span: Span, status: int, cause: str, stats: Any) -> None:
+        context = trace.set_span_in_context(span)
+        if stats is not None:
+            instantiate = self.tracer.start_span("instantiate", context=context, start_time=stats.started_ns)
+            instantiate.end(end_time=stats.instantiated_ns)
+            execute = self.tracer.start_span("execute", context=context, start_time=stats.instantiated_ns,
+                                             attributes={"wasmlet.guest.cpu_seconds": stats.cpu_seconds,
+                                                         "wasmlet.guest.memory_bytes": stats.memory})
+            execute.end(end_time=stats.finished_ns)
+        span.set_attribute("http.response.status_code", status)
+        if cause:
+            span.set_attribute("wasmlet.error", cause)
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR, cause or None))
