@@ -15,11 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import wasmtime
-
 from ._errors import ModuleError
-from .engine import EngineSettings, ModuleCache, build_engine, default_cache_dir
-from .guest import check_module
+from .engine import EngineSettings, ModuleCache, build_engine, default_cache_dir, is_component
+from .guest import Linkers, build_handler
 from .manifest import ComponentSpec, assign_routes, load_manifest
 from .registry import BlobStore, fetch_module
 from .telemetry import observe_cache
@@ -33,6 +31,7 @@ log = logging.getLogger("wasmlet.deploy")
 class PlannedComponent:
     spec: ComponentSpec
     digest: str  # sha256 hex of the module bytes; what is recorded and reported
+    component: bool = False  # a component-model binary (wasi:cli), not a core module (WAGI)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +45,8 @@ class Plan:
             "engine": dataclasses.asdict(self.engine),
             "cache_dir": self.cache_dir,
             "components": [
-                {"spec": dataclasses.asdict(c.spec), "digest": c.digest} for c in self.components
+                {"spec": dataclasses.asdict(c.spec), "digest": c.digest, "component": c.component}
+                for c in self.components
             ],
         })
 
@@ -57,7 +57,7 @@ class Plan:
         for item in raw["components"]:
             spec = dict(item["spec"])
             spec["environment"] = tuple(tuple(pair) for pair in spec["environment"])
-            components.append(PlannedComponent(ComponentSpec(**spec), item["digest"]))
+            components.append(PlannedComponent(ComponentSpec(**spec), item["digest"], item.get("component", False)))
         return cls(tuple(components), EngineSettings(**raw["engine"]), raw["cache_dir"])
 
 
@@ -67,27 +67,26 @@ def _prepare(
     engine = build_engine(dataclasses.replace(settings, pool_instances=4))
     cache = ModuleCache(engine, settings, cache_dir, observer=observe_cache)
     blobs = BlobStore(cache_dir)
-    linker = wasmtime.Linker(engine)
-    linker.define_wasi()
+    linkers = Linkers(engine)
     planned = []
     for spec in specs:
         where = f"{spec.source}: component {spec.qualified_name}"
         fetched = fetch_module(spec, blobs)
         digest, _ = cache.compile(fetched.data, where)
-        module = cache.load(digest, fetched.data, where)
-        check_module(module, spec.entrypoint, spec.memory_limit, where)
+        component = is_component(fetched.data)
+        compiled = cache.load(digest, fetched.data, where, component=component)
         if spec.memory_limit > settings.pool_max_memory:
             raise ModuleError(
                 f"{where}: memoryLimit {spec.memory_limit} exceeds the host's pool_max_memory "
                 f"{settings.pool_max_memory}"
             )
         try:
-            linker.instantiate_pre(module)
-        except wasmtime.WasmtimeError as exc:
-            raise ModuleError(f"{where}: the module imports what the host does not provide: "
-                              f"{str(exc).splitlines()[0]}") from exc
-        log.info("deployed %s route=%s digest=sha256:%s", spec.qualified_name, spec.route, digest)
-        planned.append(PlannedComponent(spec, digest))
+            build_handler(spec, compiled, linkers)  # every check a worker will make, made now
+        except ModuleError as exc:
+            raise ModuleError(f"{spec.source}: {exc}") from exc
+        log.info("deployed %s route=%s digest=sha256:%s%s", spec.qualified_name, spec.route, digest,
+                 " (wasi:cli component)" if component else "")
+        planned.append(PlannedComponent(spec, digest, component))
     return tuple(planned)
 
 

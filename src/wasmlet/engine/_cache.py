@@ -23,11 +23,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
+import wasmtime.component
 
 from .._errors import CacheError, ModuleError
 from ._settings import EngineSettings
 
-__all__ = ["ModuleCache", "default_cache_dir", "sha256_hex"]
+__all__ = ["ModuleCache", "default_cache_dir", "is_component", "sha256_hex"]
+
+Compiled = wasmtime.Module | wasmtime.component.Component
+
+
+def is_component(wasm: bytes) -> bool:
+    """True for a component-model binary: after the magic, version 0x0d and layer 1
+    (component model binary format), where a core module has version 1, layer 0."""
+    return wasm[:4] == b"\0asm" and wasm[4:8] == b"\x0d\x00\x01\x00"
 
 log = logging.getLogger("wasmlet.cache")
 
@@ -104,7 +113,8 @@ class ModuleCache:
         self.misses += 1
         started = time.perf_counter()
         try:
-            module = wasmtime.Module(self.engine, wasm)
+            kind = wasmtime.component.Component if is_component(wasm) else wasmtime.Module
+            module: Compiled = kind(self.engine, wasm)
         except wasmtime.WasmtimeError as exc:
             raise ModuleError(f"{name}: not a valid WebAssembly module: {_first_line(exc)}") from exc
         self._store(path, bytes(module.serialize()))
@@ -113,18 +123,21 @@ class ModuleCache:
         return digest, path
 
     def load(
-        self, digest: str, wasm: bytes | Callable[[], bytes] | None = None, name: str = "module"
-    ) -> wasmtime.Module:
+        self, digest: str, wasm: bytes | Callable[[], bytes] | None = None, name: str = "module",
+        component: bool = False,
+    ) -> Compiled:
         """Load the compiled module for ``digest``.
 
         A missing, corrupt or stale artifact is recompiled from ``wasm`` (the
         bytes, or a function returning them, called only then) when it is
         given, else ``CacheError`` is raised.
+        ``component`` says whether the artifact is a component's.
         """
+        kind = wasmtime.component.Component if component else wasmtime.Module
         path = self.artifact_path(digest)
         if self._valid(path):
             try:
-                module = wasmtime.Module.deserialize_file(self.engine, str(path))
+                module = kind.deserialize_file(self.engine, str(path))
                 self.hits += 1
                 if self._observer:
                     self._observer("hit", 0.0)
@@ -139,7 +152,7 @@ class ModuleCache:
             raise CacheError(f"{name}: module bytes do not match sha256:{digest}")
         self._invalidate(path)
         self.compile(wasm, name)
-        return wasmtime.Module.deserialize_file(self.engine, str(path))
+        return kind.deserialize_file(self.engine, str(path))
 
     def _valid(self, path: Path) -> bool:
         sum_path = path.with_name(path.name + ".sha256")

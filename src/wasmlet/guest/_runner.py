@@ -172,7 +172,9 @@ class WagiHandler:
         try:
             self._pre = linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:
-            raise ModuleError(f"{name}: cannot link the module: {str(exc).splitlines()[0]}") from exc
+            raise ModuleError(
+                f"{name}: the module imports what the host does not provide: {str(exc).splitlines()[0]}"
+            ) from exc
 
     def handle(self, request: CgiRequest, traceparent: str = "") -> GuestResult:
         """Run the guest once for ``request``; raise a ``GuestError`` subclass if it fails.

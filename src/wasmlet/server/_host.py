@@ -7,11 +7,9 @@ import functools
 import logging
 from pathlib import Path
 
-import wasmtime
-
 from .._deploy import Plan
 from ..engine import EpochTicker, ModuleCache, build_engine
-from ..guest import GuestLimits, WagiHandler, check_module
+from ..guest import Handler, Linkers, build_handler
 from ..guest._stdio import remove_scratch_root
 from ..registry import BlobStore
 from ..telemetry import observe_cache
@@ -29,7 +27,7 @@ class App:
     name: str  # application/component
     digest: str
     max_body_size: int
-    handler: WagiHandler
+    handler: Handler
 
 
 class Host:
@@ -39,8 +37,7 @@ class Host:
         self.plan = plan
         self.engine = build_engine(plan.engine)
         self.ticker = EpochTicker(self.engine, plan.engine.epoch_tick)
-        self.linker = wasmtime.Linker(self.engine)
-        self.linker.define_wasi()
+        linkers = Linkers(self.engine)
         cache = ModuleCache(self.engine, plan.engine, Path(plan.cache_dir), observer=observe_cache)
         blobs = BlobStore(Path(plan.cache_dir))
         self.apps: dict[str, App] = {}
@@ -49,21 +46,10 @@ class Host:
             spec = planned.spec
             name = spec.qualified_name
             # A missing or corrupt artifact is rebuilt from the verified blob.
-            module = cache.load(planned.digest, functools.partial(blobs.get, planned.digest), name)
-            check_module(module, spec.entrypoint, spec.memory_limit, name)
+            compiled = cache.load(planned.digest, functools.partial(blobs.get, planned.digest), name,
+                                  component=planned.component)
             assert spec.route is not None
-            handler = WagiHandler(
-                name=name,
-                engine=self.engine,
-                linker=self.linker,
-                module=module,
-                limits=GuestLimits(spec.memory_limit, spec.timeout, spec.max_response_size),
-                route=spec.route,
-                environment=spec.environment,
-                entrypoint=spec.entrypoint,
-                argv=spec.argv,
-            )
-            app = App(name, planned.digest, spec.max_body_size, handler)
+            app = App(name, planned.digest, spec.max_body_size, build_handler(spec, compiled, linkers))
             self.apps[name] = app
             routes.append(Route(spec.route, spec.host, app))
         self.router: Router[App] = Router(routes)

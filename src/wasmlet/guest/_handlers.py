@@ -1,0 +1,54 @@
+"""Choosing the guest ABI for a compiled binary: WAGI for a core module, ``wasi:cli`` for a component."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import wasmtime
+import wasmtime.component
+
+from ..manifest import ComponentSpec
+from ._component import ComponentHandler
+from ._runner import GuestLimits, GuestResult, WagiHandler, check_module
+from ._wagi import CgiRequest
+
+__all__ = ["Handler", "Linkers", "build_handler"]
+
+
+class Handler(Protocol):
+    name: str
+
+    def handle(self, request: CgiRequest, traceparent: str = "") -> GuestResult: ...
+
+
+class Linkers:
+    """The linkers of one engine, built once and shared by every handler."""
+
+    def __init__(self, engine: wasmtime.Engine) -> None:
+        self.engine = engine
+        self.core = wasmtime.Linker(engine)
+        self.core.define_wasi()
+        self._component: wasmtime.component.Linker | None = None
+
+    @property
+    def component(self) -> wasmtime.component.Linker:
+        if self._component is None:
+            from ._component import build_component_linker
+
+            self._component = build_component_linker(self.engine)
+        return self._component
+
+
+def build_handler(
+    spec: ComponentSpec, compiled: wasmtime.Module | wasmtime.component.Component, linkers: Linkers
+) -> Handler:
+    """A handler for ``compiled``; raises ``ModuleError`` for what could never serve a request."""
+    name = spec.qualified_name
+    assert spec.route is not None
+    limits = GuestLimits(spec.memory_limit, spec.timeout, spec.max_response_size)
+    if isinstance(compiled, wasmtime.component.Component):
+        return ComponentHandler(name=name, engine=linkers.engine, component=compiled, limits=limits, route=spec.route,
+                                environment=spec.environment, argv=spec.argv, linker=linkers.component)
+    check_module(compiled, spec.entrypoint, spec.memory_limit, name)
+    return WagiHandler(name=name, engine=linkers.engine, linker=linkers.core, module=compiled, limits=limits,
+                       route=spec.route, environment=spec.environment, entrypoint=spec.entrypoint, argv=spec.argv)
