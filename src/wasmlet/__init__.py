@@ -22,11 +22,27 @@ from ._errors import (
     UnsupportedSchemeError,
     WasmletError,
 )
+from .security import (
+    CapabilityError,
+    CircuitOpen,
+    EgressDenied,
+    Overloaded,
+    RateLimited,
+    Rejected,
+    SignatureError,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CacheError",
+    "CapabilityError",
+    "CircuitOpen",
+    "EgressDenied",
+    "Overloaded",
+    "RateLimited",
+    "Rejected",
+    "SignatureError",
     "ConfigError",
     "GuestError",
     "GuestExit",

@@ -20,6 +20,7 @@ from .engine import EngineSettings, ModuleCache, build_engine, default_cache_dir
 from .guest import Linkers, build_handler
 from .manifest import ComponentSpec, assign_routes, load_manifest
 from .registry import BlobStore, fetch_module
+from .security import TrustStore, module_subject, verify_module
 from .telemetry import observe_cache
 
 __all__ = ["Plan", "PlannedComponent", "build_plan", "plan_for_module"]
@@ -57,12 +58,13 @@ class Plan:
         for item in raw["components"]:
             spec = dict(item["spec"])
             spec["environment"] = tuple(tuple(pair) for pair in spec["environment"])
+            spec["rate_limit"] = tuple(spec.get("rate_limit", (0, 0, 0, 0)))
             components.append(PlannedComponent(ComponentSpec(**spec), item["digest"], item.get("component", False)))
         return cls(tuple(components), EngineSettings(**raw["engine"]), raw["cache_dir"])
 
 
 def _prepare(
-    specs: Sequence[ComponentSpec], settings: EngineSettings, cache_dir: Path
+    specs: Sequence[ComponentSpec], settings: EngineSettings, cache_dir: Path, trust: TrustStore | None = None
 ) -> tuple[PlannedComponent, ...]:
     engine = build_engine(dataclasses.replace(settings, pool_instances=4))
     cache = ModuleCache(engine, settings, cache_dir, observer=observe_cache)
@@ -72,6 +74,10 @@ def _prepare(
     for spec in specs:
         where = f"{spec.source}: component {spec.qualified_name}"
         fetched = fetch_module(spec, blobs)
+        if trust is not None:  # requireSignatures: the module must carry a valid chain to a trust root
+            trust.reload_if_changed()
+            verified = verify_module(fetched.data, trust, module_subject(spec.module_url, spec.qualified_name))
+            log.info("%s: signature verified (publisher key %s, root %s)", where, verified.key_id, verified.root_id)
         digest, _ = cache.compile(fetched.data, where)
         component = is_component(fetched.data)
         compiled = cache.load(digest, fetched.data, where, component=component)
@@ -80,10 +86,7 @@ def _prepare(
                 f"{where}: memoryLimit {spec.memory_limit} exceeds the host's pool_max_memory "
                 f"{settings.pool_max_memory}"
             )
-        try:
-            build_handler(spec, compiled, linkers)  # every check a worker will make, made now
-        except ModuleError as exc:
-            raise ModuleError(f"{spec.source}: {exc}") from exc
+        build_handler(spec, compiled, linkers, name=where)  # every check a worker will make, made now
         log.info("deployed %s route=%s digest=sha256:%s%s", spec.qualified_name, spec.route, digest,
                  " (wasi:cli component)" if component else "")
         planned.append(PlannedComponent(spec, digest, component))
@@ -94,15 +97,20 @@ def build_plan(
     manifests: Sequence[str | Path],
     settings: EngineSettings | None = None,
     cache_dir: str | Path | None = None,
+    trust: TrustStore | None = None,
 ) -> Plan:
-    """Validate every manifest and prepare every module; raise on the first problem."""
+    """Validate every manifest and prepare every module; raise on the first problem.
+
+    With ``trust``, every module must be signed by a publisher key that one of
+    its roots certified for it (``docs/security.md``).
+    """
     settings = settings or EngineSettings()
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     specs: list[ComponentSpec] = []
     for path in manifests:
         specs.extend(load_manifest(path))
     specs = assign_routes(specs)
-    return Plan(_prepare(specs, settings, root), settings, str(root))
+    return Plan(_prepare(specs, settings, root, trust), settings, str(root))
 
 
 def plan_for_module(

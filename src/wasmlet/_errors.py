@@ -5,12 +5,18 @@ catch ``WasmletError`` and nothing else::
 
     WasmletError
      +-- ConfigError                 bad settings or command-line values
+     |    +-- KeyFileError           a key file that cannot be read or is not a key      (security)
+     |    +-- TrustStoreError        a trust directory that cannot be loaded             (security)
      +-- ManifestError               a manifest that does not validate
      +-- ModuleSourceError           a moduleURL that cannot be fetched or verified
      |    +-- UnsupportedSchemeError a moduleURL scheme this build does not serve
      |    +-- RegistryError          an OCI registry refused, failed or served bad content
      |         +-- RegistryAuthError the registry wants credentials it did not get or accept
      +-- ModuleError                 bytes that are not a usable Wasm module
+     |    +-- CapabilityError        imports the component was not granted; .offending  (security)
+     |    +-- SignatureError         the signature chain refuses the module; .reason    (security)
+     |         +-- ModuleUnsigned, ModuleTampered, SignatureMalformed, UnknownRoot,
+     |             KeyRevoked, KeyExpired, OutOfScope
      +-- CacheError                  the precompiled-artifact cache cannot be used
      +-- GuestError                  a request the guest failed to answer
           +-- GuestTrap              the guest trapped (unreachable, OOB, stack overflow)
@@ -19,6 +25,14 @@ catch ``WasmletError`` and nothing else::
           +-- GuestMemoryLimit       the guest failed at its memory limit
           +-- GuestOutputLimit       the guest wrote more than the response cap
           +-- MalformedResponse      the guest's CGI output is not a valid response
+     +-- EgressDenied                an outbound request the egress policy refuses       (security)
+     +-- Rejected                    a request refused before it reached a guest         (security)
+          +-- RateLimited            429, a token bucket is empty
+          +-- Overloaded             503, the app's concurrency queue is full
+          +-- CircuitOpen            503, the app's circuit breaker is open
+
+Classes marked (security) live in ``wasmlet.security`` beside the code that
+raises them, and are re-exported from ``wasmlet``.
 
 Third-party errors (wasmtime traps, YAML, HTTP) are translated at the
 boundary with ``raise ... from exc`` so the original stays in ``__cause__``.

@@ -45,6 +45,8 @@ def main(ctx: click.Context, log_level: str) -> None:
               help="ADDR:PORT of the admin listener (/metrics, /apps), or 'none'.")
 @click.option("--otlp", is_flag=True, help="Export traces over OTLP (also enabled by the OTEL_* variables).")
 @click.option("--metrics/--no-metrics", default=True, show_default=True, help="Record Prometheus metrics.")
+@click.option("--trust", "trust_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Require signed modules: trust roots, certificates and revocations in this folder.")
 @click.option("--watchdog-memory-growth", default="2Mi", show_default=True,
               help="Recycle a worker whose RSS grows faster than this per minute.")
 @click.option("--watchdog-window", type=float, default=60.0, show_default=True,
@@ -54,7 +56,7 @@ def main(ctx: click.Context, log_level: str) -> None:
 @click.pass_context
 def serve(ctx: click.Context, manifests: tuple[str, ...], listen: str, workers: int | None, threads: int,
           server: str, drain_timeout: float, admin_listen: str, otlp: bool, metrics: bool,
-          watchdog_memory_growth: str,
+          trust_dir: Path | None, watchdog_memory_growth: str,
           watchdog_window: float, watchdog_interval: float, cache_dir: Path | None) -> None:
     """Serve the apps of one or more OAM Application manifests."""
     from ._multiproc import prepare_metrics_dir
@@ -77,7 +79,12 @@ def serve(ctx: click.Context, manifests: tuple[str, ...], listen: str, workers: 
                                  drain_timeout=drain_timeout, admin=admin, otlp=otlp, metrics=metrics,
                                  watchdog_memory_growth=growth, watchdog_window=watchdog_window,
                                  watchdog_interval=watchdog_interval, **kwargs)
-        plan = build_plan(manifests, cache_dir=cache_dir)
+        trust = None
+        if trust_dir is not None:
+            from .security import TrustStore
+
+            trust = TrustStore.from_dir(trust_dir)
+        plan = build_plan(manifests, cache_dir=cache_dir, trust=trust)
     except WasmletError as exc:
         _fail(exc)
     sys.exit(run_server(plan, settings, ctx.obj["log_level"]))
@@ -232,5 +239,75 @@ def top(admin_url: str, interval: float, once: bool) -> None:
 
     try:
         run_top(admin_url, interval, once)
+    except WasmletError as exc:
+        _fail(exc)
+
+
+def _print_lines(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", required=True, help="File name stem: NAME.key (secret) and NAME.pub.")
+def keygen(directory: Path, name: str) -> None:
+    """Create an Ed25519 key pair (a trust root's or a publisher's)."""
+    from .security import keygen_command
+
+    try:
+        _print_lines(keygen_command(directory, name))
+    except WasmletError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.option("--root-key", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--publisher", "publisher_pub", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The publisher's public key (.pub).")
+@click.option("--scope", multiple=True, required=True,
+              help="Module names (app/component) or OCI repositories (host/repo, globs) it may sign; repeatable.")
+@click.option("--not-after", default="365d", show_default=True, help="Expiry: YYYY-MM-DD or a duration (90d).")
+@click.option("--subject", default="", help="The publisher's name, for people.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def certify(root_key: Path, publisher_pub: Path, scope: tuple[str, ...], not_after: str, subject: str,
+            output: Path) -> None:
+    """Certify a publisher key with a trust root's key."""
+    from .security import certify_command
+
+    try:
+        _print_lines(certify_command(root_key, publisher_pub, list(scope), not_after, output, subject))
+    except (WasmletError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("module", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--key", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Publisher secret key.")
+@click.option("--cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The publisher's certificate, embedded in the module.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the signed module (default: in place).")
+def sign(module: Path, key: Path, cert: Path | None, output: Path | None) -> None:
+    """Sign a module (a `signature` custom section, as wasmsign2 writes it)."""
+    from .security import sign_command
+
+    try:
+        _print_lines(sign_command(module, key, cert, output))
+    except WasmletError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.argument("module", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--trust", "trust_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--subject", required=True, help="What the module is deployed as: app/component or host/repo.")
+def verify(module: Path, trust_dir: Path, subject: str) -> None:
+    """Check a module's signature chain against a trust folder."""
+    from .security import verify_command
+
+    try:
+        _print_lines(verify_command(module, trust_dir, subject))
     except WasmletError as exc:
         _fail(exc)

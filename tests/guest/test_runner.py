@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from wasmlet import (
+    CapabilityError,
     GuestExit,
     GuestMemoryLimit,
     GuestOutputLimit,
@@ -180,8 +181,22 @@ def test_unknown_import_is_refused_at_deploy(tmp_path: Path) -> None:
 
     odd = tmp_path / "odd.wasm"
     odd.write_bytes(wasmtime.wat2wasm('(module (import "env" "launch_missiles" (func)) (func (export "_start")))'))
-    with pytest.raises(ModuleError, match="imports what the host does not provide"):
+    with pytest.raises(CapabilityError, match="env::launch_missiles") as info:
         plan_for_module(odd)
+    assert info.value.offending == ("env::launch_missiles",)
+    assert isinstance(info.value, ModuleError)
+
+
+def test_import_granted_but_not_provided_is_refused_at_deploy(tmp_path: Path) -> None:
+    import wasmtime
+
+    odd = tmp_path / "odd.wasm"
+    odd.write_bytes(wasmtime.wat2wasm(
+        '(module (import "wasi_snapshot_preview1" "sock_accept" (func (param i32 i32 i32) (result i32)))'
+        ' (func (export "_start")))'))
+    with pytest.raises(CapabilityError, match="sock_accept"):
+        plan_for_module(odd)  # not in the default whitelist
+    plan_for_module(odd, capabilities={"wasiImports": ["sock_accept"]})  # granted explicitly: deploys
 
 
 def test_not_wasm_is_refused(tmp_path: Path) -> None:

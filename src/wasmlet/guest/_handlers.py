@@ -8,6 +8,7 @@ import wasmtime
 import wasmtime.component
 
 from ..manifest import ComponentSpec
+from ..security import Capabilities, check_imports, define_wasi_http
 from ._component import ComponentHandler
 from ._runner import GuestLimits, GuestResult, WagiHandler, check_module
 from ._wagi import CgiRequest
@@ -28,6 +29,7 @@ class Linkers:
         self.engine = engine
         self.core = wasmtime.Linker(engine)
         self.core.define_wasi()
+        define_wasi_http(self.core)  # outbound HTTP, enforced per component by its allowedOutboundHosts
         self._component: wasmtime.component.Linker | None = None
 
     @property
@@ -40,15 +42,25 @@ class Linkers:
 
 
 def build_handler(
-    spec: ComponentSpec, compiled: wasmtime.Module | wasmtime.component.Component, linkers: Linkers
+    spec: ComponentSpec,
+    compiled: wasmtime.Module | wasmtime.component.Component,
+    linkers: Linkers,
+    name: str | None = None,
 ) -> Handler:
-    """A handler for ``compiled``; raises ``ModuleError`` for what could never serve a request."""
-    name = spec.qualified_name
+    """A handler for ``compiled``; raises ``ModuleError`` for what could never serve a request.
+
+    ``name`` (default ``app/component``) is what logs and errors call it; deploy
+    passes the manifest file and component so a refusal names both.
+    """
+    name = name or spec.qualified_name
     assert spec.route is not None
     limits = GuestLimits(spec.memory_limit, spec.timeout, spec.max_response_size)
     if isinstance(compiled, wasmtime.component.Component):
         return ComponentHandler(name=name, engine=linkers.engine, component=compiled, limits=limits, route=spec.route,
                                 environment=spec.environment, argv=spec.argv, linker=linkers.component)
     check_module(compiled, spec.entrypoint, spec.memory_limit, name)
+    capabilities = Capabilities.model_validate_json(spec.capabilities)
+    check_imports(compiled, capabilities, name)  # deny by default: only what a WAGI handler needs
     return WagiHandler(name=name, engine=linkers.engine, linker=linkers.core, module=compiled, limits=limits,
-                       route=spec.route, environment=spec.environment, entrypoint=spec.entrypoint, argv=spec.argv)
+                       route=spec.route, environment=spec.environment, entrypoint=spec.entrypoint, argv=spec.argv,
+                       preopens=capabilities.preopens(spec.base_dir), outbound=capabilities.outbound)

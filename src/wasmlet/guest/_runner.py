@@ -7,12 +7,14 @@ the call, so several handlers run truly in parallel on worker threads.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import itertools
 import logging
 import os
 import time
+from collections.abc import Sequence
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -26,6 +28,7 @@ from .._errors import (
     GuestTrap,
     ModuleError,
 )
+from ..security import AllowedHost, OutboundContext, Preopen, outbound_context
 from . import _capi as capi
 from ._stdio import ScratchFiles, scratch_files
 from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
@@ -160,8 +163,12 @@ class WagiHandler:
         environment: tuple[tuple[str, str], ...] = (),
         entrypoint: str = "_start",
         argv: str = "${SCRIPT_NAME} ${ARGS}",
+        preopens: Sequence[Preopen] = (),
+        outbound: tuple[AllowedHost, ...] = (),
     ) -> None:
         self.name = name
+        self.preopens = tuple(preopens)
+        self.outbound = outbound
         self.engine = engine
         self.limits = limits
         self.route = route
@@ -197,6 +204,8 @@ class WagiHandler:
             capi.set_stdin(wasi, request.body)
         wasi.stdout_file = files.stdout_path
         wasi.stderr_file = files.stderr_path
+        for preopen in self.preopens:  # only what the manifest grants (capabilities.files)
+            wasi.preopen_dir(preopen.host, preopen.guest, fs_mutable=preopen.writable)
 
         store = wasmtime.Store(self.engine)
         store.set_limits(memory_size=self.limits.memory, instances=1, memories=1, tables=4)
@@ -211,10 +220,15 @@ class WagiHandler:
         failure: GuestError | None = None
         instantiated_ns = 0
         cpu_started = time.thread_time()
+        egress = (
+            outbound_context(OutboundContext(self.outbound, deadline=started + self.limits.timeout, app=self.name))
+            if self.outbound else contextlib.nullcontext()
+        )
         try:
-            instance = self._pre.instantiate(store)
-            instantiated_ns = time.time_ns()
-            capi.call_export(store, instance, self._entrypoint)
+            with egress:
+                instance = self._pre.instantiate(store)
+                instantiated_ns = time.time_ns()
+                capi.call_export(store, instance, self._entrypoint)
         except wasmtime.ExitTrap as exc:
             if exc.code != 0:
                 failure = GuestExit(f"{self.name}: the guest exited with status {exc.code}", exc.code)

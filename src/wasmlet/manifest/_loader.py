@@ -35,6 +35,10 @@ class ComponentSpec:
     max_response_size: int
     source: str  # the manifest file (or "<string>") this came from
     base_dir: str  # where relative moduleURLs are resolved from
+    capabilities: str = "{}"  # security.Capabilities as JSON (camelCase), so the spec stays hashable
+    rate_limit: tuple[float, float, float, float] = (0, 0, 0, 0)  # per client rate, burst; per app rate, burst
+    max_concurrency: int = 0  # 0: the host's default
+    max_queue: int = 256
 
     @property
     def qualified_name(self) -> str:
@@ -133,6 +137,11 @@ def _to_spec(app: Application, component: Any, source: str, base_dir: str) -> Co
         max_response_size=props.max_response_size,
         source=source,
         base_dir=base_dir,
+        capabilities=props.capabilities.model_dump_json(by_alias=True),
+        rate_limit=(props.rate_limit.per_client, props.rate_limit.per_client_burst, props.rate_limit.per_app,
+                    props.rate_limit.per_app_burst),
+        max_concurrency=props.concurrency.max,
+        max_queue=props.concurrency.queue,
     )
 
 

@@ -17,9 +17,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..security import Capabilities
 from ._quantity import parse_duration, parse_quantity
 
-__all__ = ["Application", "Component", "EnvVar", "WasmProperties"]
+__all__ = ["Application", "Component", "Concurrency", "EnvVar", "RateLimit", "WasmProperties"]
 
 # RFC 1123 label, as Kubernetes requires of object names.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -63,6 +64,26 @@ class EnvVar(BaseModel):
         return value
 
 
+class RateLimit(BaseModel):
+    """Token buckets (requests per second, burst) per client address and for the whole app; 0 is unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_client: float = Field(default=0, ge=0, alias="perClient")
+    per_client_burst: float = Field(default=0, ge=0, alias="perClientBurst")  # 0: twice the rate
+    per_app: float = Field(default=0, ge=0, alias="perApp")
+    per_app_burst: float = Field(default=0, ge=0, alias="perAppBurst")
+
+
+class Concurrency(BaseModel):
+    """Guest instances of this app running at once in one worker, and requests allowed to wait for one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max: int = Field(default=0, ge=0)  # 0: three quarters of the worker's guest threads
+    queue: int = Field(default=256, ge=0)
+
+
 class WasmProperties(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=False)
 
@@ -77,6 +98,9 @@ class WasmProperties(BaseModel):
     argv: str = DEFAULT_ARGV
     max_body_size: int = Field(default=parse_quantity(DEFAULT_MAX_BODY), alias="maxBodySize")
     max_response_size: int = Field(default=parse_quantity(DEFAULT_MAX_RESPONSE), alias="maxResponseSize")
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    rate_limit: RateLimit = Field(default_factory=RateLimit, alias="rateLimit")
+    concurrency: Concurrency = Field(default_factory=Concurrency)
 
     @field_validator("memory_limit", "max_body_size", "max_response_size", mode="before")
     @classmethod

@@ -20,7 +20,9 @@ from typing import Any
 from .._deploy import Plan
 from .._errors import GuestError
 from ..guest import CgiRequest, GuestResult, GuestStats
+from ..security import Rejected
 from ..telemetry import CpuStreaks, RequestTelemetry
+from ._guard import Guards
 from ._host import App, Host
 
 __all__ = ["WasmletApp", "create_app"]
@@ -38,6 +40,8 @@ READY_PATH = "/.well-known/wasmlet/ready"
 PLAN_ENV = "WASMLET_PLAN"
 THREADS_ENV = "WASMLET_THREADS"
 METRICS_ENV = "WASMLET_METRICS"
+MAX_HEADER_BYTES = 32 * 1024  # all request header fields together
+BODY_TIMEOUT = 30.0  # seconds to receive a whole request body
 # Test-only fault injection: bytes each request leaks on the host side, so the
 # watchdog's memory signal can be exercised against a real worker.
 LEAK_ENV = "WASMLET_TEST_LEAK_BYTES_PER_REQUEST"
@@ -61,6 +65,7 @@ class WasmletApp:
         self.ready = False
         self.telemetry = telemetry or RequestTelemetry()
         self.watchdog = CpuStreaks()
+        self.guards = Guards(threads, metrics=self.telemetry.metrics)
         self._degraded: set[str] = set()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._leak_per_request = int(os.environ.get(LEAK_ENV, "0"))
@@ -120,17 +125,29 @@ class WasmletApp:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         host_header = None
         request_id = ""
+        header_bytes = 0
         for name, value in headers:
+            header_bytes += len(name) + len(value) + 4
             if name == b"host":
                 host_header = value.decode("latin-1")
             elif name == b"x-request-id":
                 request_id = value.decode("latin-1")[:64]
+        if header_bytes > MAX_HEADER_BYTES:  # RFC 6585 section 5
+            await _respond(send, 431, b"request header fields too large\n", cause=b"header-limit")
+            return
         route = host.router.match(host_header, path)
         if route is None:
             await _respond(send, 404, b"no app is routed here\n")
             return
         app = route.target
         request_id = request_id or uuid.uuid4().hex[:16]
+        guard = self.guards.for_spec(app.spec)
+        try:
+            guard.admit(str((scope.get("client") or ("", 0))[0]))
+        except Rejected as exc:
+            guard.rejected(exc)
+            await _refuse(send, exc, request_id)
+            return
         telemetry = self.telemetry
         span = telemetry.start_request(scope, headers, app.name, route.prefix)
         trace_id = telemetry.trace_id(span)
@@ -166,16 +183,32 @@ class WasmletApp:
         """Answer one routed request; return its status, failure cause ("" on success) and the guest's stats."""
         ids = [(b"x-request-id", request_id.encode("latin-1"))]
         try:
-            body = await _read_body(receive, headers, app.max_body_size)
+            body = await asyncio.wait_for(_read_body(receive, headers, app.max_body_size), BODY_TIMEOUT)
         except _BodyTooLarge:
             await _respond(send, 413, b"request body too large\n", cause=b"body-limit", extra=ids)
             return 413, "body-limit", None
+        except TimeoutError:  # a client trickling its body holds a connection, never a guest
+            await _respond(send, 408, b"request body not received in time\n", cause=b"body-timeout", extra=ids)
+            return 408, "body-timeout", None
         request = _cgi_request(scope, headers, body)
         traceparent = self.telemetry.traceparent(span)
         loop = asyncio.get_running_loop()
         fields = {"app": app.name, "request_id": request_id, "trace_id": trace_id}
+        guard = self.guards.for_spec(app.spec)
         try:
-            result: GuestResult = await loop.run_in_executor(self._pool, app.handler.handle, request, traceparent)
+            async with guard.slot():
+                try:
+                    result: GuestResult = await loop.run_in_executor(
+                        self._pool, app.handler.handle, request, traceparent
+                    )
+                except GuestError as exc:
+                    guard.record(exc)
+                    raise
+                guard.record(None)
+        except Rejected as exc:
+            guard.rejected(exc)
+            await _refuse(send, exc, request_id)
+            return exc.status, exc.cause, None
         except GuestError as exc:
             log.warning("app=%s cause=%s status=%d %s", app.name, exc.cause, exc.status, exc,
                         extra={**fields, "cause": exc.cause, "status": exc.status})
@@ -210,6 +243,11 @@ class WasmletApp:
 def _log_stderr(stderr: bytes, fields: dict[str, str]) -> None:
     for line in stderr.decode("utf-8", "replace").splitlines():
         guest_log.info("app=%s stderr: %s", fields["app"], line, extra=fields)
+
+
+async def _refuse(send: Send, exc: Rejected, request_id: str) -> None:
+    await _respond(send, exc.status, f"{exc.status} {exc.cause}\n".encode(), cause=exc.cause.encode(),
+                   extra=[(b"retry-after", exc.retry_after_header), (b"x-request-id", request_id.encode("latin-1"))])
 
 
 async def _respond(

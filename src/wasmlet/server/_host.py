@@ -11,6 +11,7 @@ from .._deploy import Plan
 from ..engine import EpochTicker, ModuleCache, build_engine
 from ..guest import Handler, Linkers, build_handler
 from ..guest._stdio import remove_scratch_root
+from ..manifest import ComponentSpec
 from ..registry import BlobStore
 from ..telemetry import observe_cache
 from ._router import Route, Router
@@ -26,8 +27,12 @@ class App:
 
     name: str  # application/component
     digest: str
-    max_body_size: int
+    spec: ComponentSpec
     handler: Handler
+
+    @property
+    def max_body_size(self) -> int:
+        return self.spec.max_body_size
 
 
 class Host:
@@ -49,7 +54,7 @@ class Host:
             compiled = cache.load(planned.digest, functools.partial(blobs.get, planned.digest), name,
                                   component=planned.component)
             assert spec.route is not None
-            app = App(name, planned.digest, spec.max_body_size, build_handler(spec, compiled, linkers))
+            app = App(name, planned.digest, spec, build_handler(spec, compiled, linkers))
             self.apps[name] = app
             routes.append(Route(spec.route, spec.host, app))
         self.router: Router[App] = Router(routes)

@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=args.drain,
         server_header=False,
         date_header=True,
+        # Bounded resources against connection floods and slow clients: past this
+        # many connections uvicorn answers 503; idle keep-alive connections close.
+        limit_concurrency=4096,
+        timeout_keep_alive=5,
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
