@@ -25,6 +25,8 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     """Every test gets its own module cache, so no test depends on another's."""
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("WASMLET_CACHE_DIR", str(cache))
+    # ... and its own control-plane state (never the user's ~/.local/state).
+    monkeypatch.setenv("WASMLET_STATE_DIR", str(tmp_path_factory.mktemp("state")))
     return cache
 
 
@@ -50,8 +52,9 @@ def write_manifest(path: Path, components: list[dict[str, object]], name: str = 
 class Server:
     """A real ``wasmlet serve`` process on loopback."""
 
-    def __init__(self, args: list[str], port: int, env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], port: int, env: dict[str, str], state_dir: Path) -> None:
         self.port = port
+        self.state_dir = state_dir
         self.url = f"http://127.0.0.1:{port}"
         admin_port = free_port()
         self.admin_url = f"http://127.0.0.1:{admin_port}"
@@ -59,7 +62,7 @@ class Server:
         self._log_handle = self.log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "wasmlet", "serve", *args, "--listen", f"127.0.0.1:{port}",
-             "--admin-listen", f"127.0.0.1:{admin_port}"],
+             "--admin-listen", f"127.0.0.1:{admin_port}", "--state-dir", str(state_dir)],
             stdout=self._log_handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
 
@@ -75,6 +78,15 @@ class Server:
                 pass
             time.sleep(0.05)
         raise AssertionError(f"wasmlet serve not ready after {timeout}s:\n{self.output()}")
+
+    @property
+    def token(self) -> str:
+        return (self.state_dir / "admin-token").read_text().strip()
+
+    def admin(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        """A call to the admin API with the host's bearer token."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.request(method, self.admin_url + path, headers=headers, timeout=120, **kwargs)  # type: ignore[arg-type]
 
     def output(self) -> str:
         self._log_handle.flush()
@@ -96,11 +108,13 @@ class Server:
 def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
-    def start(*args: str, workers: int = 1, ready: bool = True, extra_env: dict[str, str] | None = None) -> Server:
+    def start(*args: str, workers: int = 1, ready: bool = True, extra_env: dict[str, str] | None = None,
+              state_dir: Path | None = None, port: int | None = None) -> Server:
         env = dict(os.environ)
         env["WASMLET_TEST_LOG"] = str(tmp_path / f"serve-{len(servers)}.log")
         env.update(extra_env or {})
-        server = Server([*args, "--workers", str(workers)], free_port(), env)
+        state = state_dir or tmp_path / f"state-{len(servers)}"
+        server = Server([*args, "--workers", str(workers)], port or free_port(), env, state)
         servers.append(server)
         if ready:
             server.wait_ready()

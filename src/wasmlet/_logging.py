@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import sys
 import time
 
@@ -42,8 +43,12 @@ class _TextFormatter(logging.Formatter):
         return f"{line} [{tags}]" if tags else line
 
 
-def configure_logging(level: str = "info", json_format: bool | None = None) -> None:
-    """Log to stderr; JSON unless stderr is a terminal (or as ``json_format`` says)."""
+def configure_logging(level: str = "info", json_format: bool | None = None, app_log: str | None = None) -> None:
+    """Log to stderr; JSON unless stderr is a terminal (or as ``json_format`` says).
+
+    ``app_log``: a file that also receives every record tagged with an app, as
+    JSON lines (rotated at 4 MiB), which ``wasmlet logs APP`` reads.
+    """
     use_json = (not sys.stderr.isatty()) if json_format is None else json_format
     handler = logging.StreamHandler(sys.stderr)
     if use_json:
@@ -52,5 +57,10 @@ def configure_logging(level: str = "info", json_format: bool | None = None) -> N
         handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    if app_log:
+        per_app = logging.handlers.RotatingFileHandler(app_log, maxBytes=4 << 20, backupCount=1, encoding="utf-8")
+        per_app.setFormatter(JsonFormatter())
+        per_app.addFilter(lambda record: bool(getattr(record, "app", None)))
+        root.addHandler(per_app)
     root.setLevel(level.upper())
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))

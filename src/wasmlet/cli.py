@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__
 from ._errors import ConfigError, WasmletError
 from ._logging import configure_logging
+
+if TYPE_CHECKING:
+    from .control import AdminClient
 
 _cache_option = click.option(
     "--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -34,7 +39,7 @@ def main(ctx: click.Context, log_level: str) -> None:
 
 
 @main.command()
-@click.argument("manifests", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("manifests", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--listen", default="127.0.0.1:3000", show_default=True, help="ADDR:PORT to listen on.")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
 @click.option("--threads", type=int, default=16, show_default=True, help="Guest threads per worker.")
@@ -52,17 +57,29 @@ def main(ctx: click.Context, log_level: str) -> None:
 @click.option("--watchdog-window", type=float, default=60.0, show_default=True,
               help="Seconds of RSS history the growth is measured over.")
 @click.option("--watchdog-interval", type=float, default=5.0, show_default=True, help="Seconds between RSS samples.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="WASMLET_STATE_DIR", help="Durable state: apps, versions, canaries, admin token "
+              "(default: $XDG_STATE_HOME/wasmlet).")
+@click.option("--watch", is_flag=True, help="Redeploy a manifest when it or a local module it names changes.")
 @_cache_option
 @click.pass_context
-def serve(ctx: click.Context, manifests: tuple[str, ...], listen: str, workers: int | None, threads: int,
+def serve(ctx: click.Context, manifests: tuple[Path, ...], listen: str, workers: int | None, threads: int,
           server: str, drain_timeout: float, admin_listen: str, otlp: bool, metrics: bool,
           trust_dir: Path | None, watchdog_memory_growth: str,
-          watchdog_window: float, watchdog_interval: float, cache_dir: Path | None) -> None:
-    """Serve the apps of one or more OAM Application manifests."""
+          watchdog_window: float, watchdog_interval: float, state_dir: Path | None, watch: bool,
+          cache_dir: Path | None) -> None:
+    """Serve the apps of OAM Application manifests, and what was deployed before.
+
+    The manifests given are deployed over the durable state (a new version
+    where a component changed); with none, the host serves what it served
+    when it last stopped. `wasmlet deploy` changes a running host.
+    """
     from ._multiproc import prepare_metrics_dir
 
     prepare_metrics_dir()  # before prometheus_client is imported by what follows
-    from ._deploy import build_plan
+    from .control import StateStore
+    from .control._plane import ControlPlane, default_state_dir
+    from .engine import EngineSettings, default_cache_dir
     from .manifest import parse_quantity
     from .server import ServeSettings, parse_listen
     from .server import serve as run_server
@@ -84,10 +101,15 @@ def serve(ctx: click.Context, manifests: tuple[str, ...], listen: str, workers: 
             from .security import TrustStore
 
             trust = TrustStore.from_dir(trust_dir)
-        plan = build_plan(manifests, cache_dir=cache_dir, trust=trust)
+        state_dir = state_dir or default_state_dir()
+        control = ControlPlane(StateStore(state_dir), EngineSettings(), cache_dir or default_cache_dir(), trust)
+        if manifests:
+            control.deploy_files(list(manifests))
+        if not control.state.apps():
+            click.echo("wasmlet: no apps yet; deploy some with `wasmlet deploy MANIFEST`", err=True)
     except WasmletError as exc:
         _fail(exc)
-    sys.exit(run_server(plan, settings, ctx.obj["log_level"]))
+    sys.exit(run_server(control, settings, ctx.obj["log_level"], state_dir, list(manifests) if watch else []))
 
 
 @main.command()
@@ -311,3 +333,99 @@ def verify(module: Path, trust_dir: Path, subject: str) -> None:
         _print_lines(verify_command(module, trust_dir, subject))
     except WasmletError as exc:
         _fail(exc)
+
+
+# The control plane's verbs: thin clients of a running host's admin API.
+
+def _admin_options(function: Callable[..., None]) -> Callable[..., None]:
+    function = click.option("--admin", "admin_url", default="http://127.0.0.1:9180", show_default=True,
+                            envvar="WASMLET_ADMIN", help="The admin listener of the host.")(function)
+    function = click.option("--token", default=None, envvar="WASMLET_ADMIN_TOKEN",
+                            help="Bearer token (default: read from the state folder).")(function)
+    function = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                            envvar="WASMLET_STATE_DIR", help="Where the host keeps its admin-token.")(function)
+    return function
+
+
+def _client(admin_url: str, token: str | None, state_dir: Path | None) -> AdminClient:
+    from .control import AdminClient, default_token
+    from .control._plane import default_state_dir
+
+    return AdminClient(admin_url, token or default_token(state_dir or default_state_dir()))
+
+
+def _show_app(app: dict[str, object]) -> None:
+    canary = app.get("canary")
+    line = f"{app['name']:28s} v{app['version']:<4} {str(app['digest'])[:19]}  {app['route']}  {app['state']}"
+    if isinstance(canary, dict):
+        line += f"  canary v{canary['version']} weight={canary['weight']}% header={canary['header'] or '-'}"
+    click.echo(line)
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--canary", "canary_weight", type=click.IntRange(0, 100), default=None,
+              help="Deploy as a canary taking this percent of requests.")
+@click.option("--canary-header", default=None, help="Send requests with this 'Name: value' header to the canary.")
+@_admin_options
+def deploy(manifest: Path, canary_weight: int | None, canary_header: str | None, admin_url: str,
+           token: str | None, state_dir: Path | None) -> None:
+    """Deploy a manifest to a running host; returns once it serves the new versions."""
+    try:
+        with _client(admin_url, token, state_dir) as client:
+            result = client.deploy(manifest.read_text(encoding="utf-8"), str(manifest.resolve()),
+                                   canary_weight, canary_header)
+    except WasmletError as exc:
+        _fail(exc)
+    for item in result["results"]:
+        click.echo(f"{item['app']}: version {item['version']}{'' if item['changed'] else ' (unchanged)'}")
+
+
+@main.command()
+@_admin_options
+def apps(admin_url: str, token: str | None, state_dir: Path | None) -> None:
+    """List deployed apps: name, version, digest, route, state."""
+    try:
+        with _client(admin_url, token, state_dir) as client:
+            listing = client.apps()
+    except WasmletError as exc:
+        _fail(exc)
+    for app in listing:
+        _show_app(app)
+
+
+def _app_verb(verb: str, help_text: str) -> None:
+    @main.command(name=verb, help=help_text)
+    @click.argument("app")
+    @_admin_options
+    def command(app: str, admin_url: str, token: str | None, state_dir: Path | None) -> None:
+        try:
+            with _client(admin_url, token, state_dir) as client:
+                result = getattr(client, verb)(app)
+        except WasmletError as exc:
+            _fail(exc)
+        if verb == "delete":
+            click.echo(f"{app}: deleted")
+        else:
+            _show_app(result)
+
+
+_app_verb("rollback", "Serve the app's previous version again (instant: it is kept warm).")
+_app_verb("promote", "Make the app's canary its stable version.")
+_app_verb("abort", "Drop the app's canary.")
+_app_verb("delete", "Stop serving an app.")
+
+
+@main.command()
+@click.argument("app")
+@click.option("--tail", type=int, default=100, show_default=True)
+@_admin_options
+def logs(app: str, tail: int, admin_url: str, token: str | None, state_dir: Path | None) -> None:
+    """Recent log lines of an app (failures and guest stderr), from every worker."""
+    try:
+        with _client(admin_url, token, state_dir) as client:
+            entries = client.logs(app, tail)
+    except WasmletError as exc:
+        _fail(exc)
+    for entry in entries:
+        click.echo(f"{entry.get('time')} {entry.get('level', ''):7s} {entry.get('message')}")

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.conftest import EXAMPLES, GUESTS, Server, write_manifest
 
 Serve = Callable[..., Server]

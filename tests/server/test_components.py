@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-
 from tests.conftest import GUESTS, Server, write_manifest
+
 from wasmlet.engine import is_component
 
 COMPONENTS = GUESTS / "components"

@@ -91,7 +91,7 @@ def test_cpu_preemption_signal(mixed_host: Server) -> None:
     found = samples(mixed_host)
     assert value(found, "wasmlet_cpu_preemptions_total", app="obs/burn") == 1
     assert value(found, "wasmlet_app_degraded", app="obs/burn") == 1
-    apps = {a["name"]: a for a in httpx.get(mixed_host.admin_url + "/apps").json()}
+    apps = {a["name"]: a for a in mixed_host.admin("GET", "/v1/apps").json()}
     assert apps["obs/burn"]["state"] == "degraded"
     assert apps["obs/hello"]["state"] == "serving"
     assert "app=obs/burn degraded" in mixed_host.output()

@@ -11,6 +11,7 @@ it back through its own descriptor when the guest is done. Figures:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -27,9 +28,11 @@ _root: Path | None = None
 def _scratch_root() -> Path:
     global _root
     with _root_lock:
-        if _root is None or not _root.exists():
+        if _root is None:
             base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
             _root = Path(tempfile.mkdtemp(prefix=f"wasmlet-{os.getpid()}-", dir=base))
+        elif not _root.exists():
+            _root.mkdir(mode=0o700, parents=True)
         return _root
 
 
@@ -61,10 +64,15 @@ class ScratchFiles:
         return os.pread(fd, size, 0) if size else b""
 
 
-def scratch_files() -> ScratchFiles:
-    """The calling thread's scratch files, created on first use."""
+def scratch_files(renew: bool = False) -> ScratchFiles:
+    """The calling thread's scratch files, created on first use (or anew with ``renew``,
+    after something removed them: WASI then fails to open the path)."""
     files: ScratchFiles | None = getattr(_local, "files", None)
-    if files is None or not os.path.exists(files.stdout_path):
+    if files is None or renew:
+        if files is not None:
+            for fd in (files.stdout_fd, files.stderr_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         files = ScratchFiles()
         _local.files = files
     return files

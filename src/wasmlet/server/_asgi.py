@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import logging
 import os
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -42,9 +43,16 @@ THREADS_ENV = "WASMLET_THREADS"
 METRICS_ENV = "WASMLET_METRICS"
 MAX_HEADER_BYTES = 32 * 1024  # all request header fields together
 BODY_TIMEOUT = 30.0  # seconds to receive a whole request body
+PLAN_POLL = 0.02  # seconds between checks for a new plan
 # Test-only fault injection: bytes each request leaks on the host side, so the
 # watchdog's memory signal can be exercised against a real worker.
 LEAK_ENV = "WASMLET_TEST_LEAK_BYTES_PER_REQUEST"
+
+# Request ids: a random per-process prefix and a counter. Not uuid4: os.urandom
+# releases the GIL, and on a loaded worker the event loop then waits up to a
+# switch interval to get it back from the guest threads (bench/profile_server.py).
+_ID_PREFIX = secrets.token_hex(4)
+_ids = itertools.count(1)
 
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
@@ -57,9 +65,12 @@ class WasmletApp:
     """ASGI 3 application serving one plan."""
 
     def __init__(self, plan: Plan, threads: int = 16, telemetry: RequestTelemetry | None = None,
-                 ready_file: str | None = None) -> None:
+                 ready_file: str | None = None, plan_file: str | None = None) -> None:
         self.plan = plan
         self.ready_file = ready_file
+        self.plan_file = plan_file  # re-read when it changes: how the supervisor hands over new versions
+        self._plan_stamp: tuple[int, int] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self.threads = threads
         self.host: Host | None = None
         self.ready = False
@@ -75,12 +86,41 @@ class WasmletApp:
     def startup(self) -> None:
         self.host = Host(self.plan)
         self.host.start()
+        self._plan_stamp = _stamp(self.plan_file)
         self._pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="wasmlet-guest")
         self.ready = True
-        if self.ready_file:
-            with open(self.ready_file, "w", encoding="ascii") as handle:
-                handle.write(str(os.getpid()))
+        self._acknowledge()
         log.info("worker %d ready: %d app(s)", os.getpid(), len(self.host.apps))
+
+    def _acknowledge(self) -> None:
+        """Tell the supervisor which plan generation this worker serves (atomically)."""
+        if self.ready_file and self.host is not None:
+            tmp = f"{self.ready_file}.tmp"
+            with open(tmp, "w", encoding="ascii") as handle:
+                handle.write(f"{os.getpid()} {self.host.generation}")
+            os.replace(tmp, self.ready_file)
+
+    async def _watch_plan(self) -> None:
+        """Apply a newer plan as soon as the supervisor writes one (checked every 20 ms)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(PLAN_POLL)
+            stamp = _stamp(self.plan_file)
+            if stamp == self._plan_stamp or self.host is None or self.plan_file is None:
+                continue
+            self._plan_stamp = stamp
+            try:
+                with open(self.plan_file, encoding="utf-8") as handle:
+                    plan = Plan.from_json(handle.read())
+                if plan.generation <= self.host.generation:
+                    continue
+                await loop.run_in_executor(None, self.host.apply, plan)
+            except Exception:
+                log.exception("cannot apply the new plan; still serving generation %d", self.host.generation)
+                continue
+            self.plan = plan
+            self._acknowledge()
+            log.info("worker %d serves generation %d", os.getpid(), plan.generation)
 
     def shutdown(self) -> None:
         self.ready = False
@@ -106,8 +146,12 @@ class WasmletApp:
                     log.exception("worker start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                if self.plan_file:
+                    self._watcher = asyncio.create_task(self._watch_plan())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._watcher is not None:
+                    self._watcher.cancel()
                 self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -139,8 +183,12 @@ class WasmletApp:
         if route is None:
             await _respond(send, 404, b"no app is routed here\n")
             return
-        app = route.target
-        request_id = request_id or uuid.uuid4().hex[:16]
+        slot = route.target
+        if slot.blocked:
+            await _respond(send, 503, f"503 revoked: {slot.blocked}\n".encode(), cause=b"revoked")
+            return
+        app = slot.pick(headers)
+        request_id = request_id or f"{_ID_PREFIX}{next(_ids):x}"
         guard = self.guards.for_spec(app.spec)
         try:
             guard.admit(str((scope.get("client") or ("", 0))[0]))
@@ -240,6 +288,14 @@ class WasmletApp:
             await _respond(send, 404, b"not found\n")
 
 
+def _stamp(path: str | None) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path) if path else None
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns) if info else None
+
+
 def _log_stderr(stderr: bytes, fields: dict[str, str]) -> None:
     for line in stderr.decode("utf-8", "replace").splitlines():
         guest_log.info("app=%s stderr: %s", fields["app"], line, extra=fields)
@@ -313,5 +369,5 @@ def create_app() -> WasmletApp:
     plan_path = os.environ[PLAN_ENV]
     with open(plan_path, encoding="utf-8") as handle:
         plan = Plan.from_json(handle.read())
-    return WasmletApp(plan, threads=int(os.environ.get(THREADS_ENV, "16")),
+    return WasmletApp(plan, threads=int(os.environ.get(THREADS_ENV, "16")), plan_file=plan_path,
                       telemetry=RequestTelemetry(metrics=os.environ.get(METRICS_ENV, "1") != "0"))

@@ -5,11 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 from .._deploy import Plan
 from .._multiproc import MULTIPROC_ENV
+from ..control._plane import ControlPlane
 from ._asgi import METRICS_ENV, PLAN_ENV, THREADS_ENV
 from ._settings import ServeSettings
 
@@ -28,27 +33,39 @@ def _announce(plan: Plan, host: str, port: int, admin: tuple[str, int] | None) -
         print(f"wasmlet: admin (metrics, apps) on http://{admin[0]}:{admin[1]}", flush=True)
 
 
-def serve(plan: Plan, settings: ServeSettings, log_level: str = "info") -> int:
+def serve(control: ControlPlane, settings: ServeSettings, log_level: str = "info",
+          state_dir: Path | None = None, watch: list[Path] | None = None) -> int:
+    """Serve what the control plane holds; the admin API changes it while serving."""
     metrics_dir = os.environ.get(MULTIPROC_ENV)
     if not metrics_dir:
         raise RuntimeError("call wasmlet._multiproc.prepare_metrics_dir() before importing the server")
     try:
         if settings.server == "granian":
-            return _serve_granian(plan, settings, log_level)
-        return _serve_uvicorn(plan, settings, log_level, metrics_dir)
+            return _serve_granian(control.plan(), settings, log_level)
+        return _serve_uvicorn(control, settings, log_level, metrics_dir, state_dir, watch or [])
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _serve_uvicorn(plan: Plan, settings: ServeSettings, log_level: str, metrics_dir: str) -> int:
+def _serve_uvicorn(control: ControlPlane, settings: ServeSettings, log_level: str, metrics_dir: str,
+                   state_dir: Path | None, watch: list[Path]) -> int:
+    from ..control import token_file_create
     from ._admin import AdminServer
     from ._supervisor import Supervisor
 
-    supervisor = Supervisor(plan, settings, log_level, multiproc_dir=metrics_dir)
+    plan = control.plan()
+    log_dir = (state_dir / "logs") if state_dir is not None else None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(plan, settings, log_level, multiproc_dir=metrics_dir, log_dir=log_dir)
     admin = None
     if settings.admin is not None:
-        admin = AdminServer(settings.admin[0], settings.admin[1], plan, metrics_dir, supervisor.worker_memory)
+        token = token_file_create(state_dir) if state_dir is not None else secrets.token_urlsafe(32)
+        admin = AdminServer(settings.admin[0], settings.admin[1], metrics_dir, supervisor.worker_memory,
+                            control, token, log_dir)
     supervisor.startup()
+    control.publish = supervisor.publish
+    supervisor.on_tick = _housekeeping(control, watch)
     try:
         if admin is not None:
             admin.start()
@@ -56,8 +73,59 @@ def _serve_uvicorn(plan: Plan, settings: ServeSettings, log_level: str, metrics_
         _announce(plan, host, port, admin.address if admin else None)
         return supervisor.serve()
     finally:
+        control.publish = None
         if admin is not None:
             admin.stop()
+
+
+def _housekeeping(control: ControlPlane, watch: list[Path]) -> Callable[[], None]:
+    """Every second: re-check signatures if the trust folder changed; with ``--watch``,
+    redeploy a manifest whose file, or a local module it names, changed."""
+    stamps = {path: _mtimes(path) for path in watch}
+    last = [0.0]
+
+    def tick() -> None:
+        now = time.monotonic()
+        if now - last[0] < 1.0:
+            return
+        last[0] = now
+        try:
+            control.recheck_signatures()
+        except Exception:
+            log.exception("signature re-check failed")
+        for path in watch:
+            current = _mtimes(path)
+            if current != stamps[path]:
+                stamps[path] = current
+                try:
+                    result = control.deploy_files([path])
+                    log.info("--watch: %s changed; redeployed (generation %d)", path, result["generation"])
+                except Exception as exc:  # a broken edit leaves the running version in place
+                    log.error("--watch: %s changed but does not deploy: %s", path, exc)
+
+    return tick
+
+
+def _mtimes(manifest: Path) -> tuple[int, ...]:
+    """mtimes of a manifest and of the local module files it names (missing: 0)."""
+    from ..manifest import load_manifest
+
+    paths = [manifest]
+    try:
+        for spec in load_manifest(manifest):
+            url = spec.module_url
+            if "://" not in url or url.startswith("file://"):
+                local = Path(url.removeprefix("file://"))
+                paths.append(local if local.is_absolute() else Path(spec.base_dir) / local)
+    except Exception:
+        pass  # an invalid edit: the manifest's own mtime is enough to notice the next one
+    stamps = []
+    for path in paths:
+        try:
+            stamps.append(path.stat().st_mtime_ns)
+        except OSError:
+            stamps.append(0)
+    return tuple(stamps)
 
 
 def _serve_granian(plan: Plan, settings: ServeSettings, log_level: str) -> int:

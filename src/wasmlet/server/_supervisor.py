@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -20,10 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from .._deploy import Plan
+from .._errors import ConfigError
 from ..telemetry import GrowthMeter
 from ._settings import ServeSettings
 
@@ -47,6 +50,14 @@ def bind_socket(host: str, port: int, backlog: int) -> socket.socket:
     sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
+
+
+def _served(ready_file: Path) -> int:
+    """The plan generation a worker reports in its ready file ("PID GENERATION"), -1 if none yet."""
+    try:
+        return int(ready_file.read_text(encoding="ascii").split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 def read_rss(pid: int) -> int:
@@ -75,7 +86,8 @@ class _Worker:
 
 class Supervisor:
     def __init__(self, plan: Plan, settings: ServeSettings, log_level: str = "info",
-                 multiproc_dir: str | None = None) -> None:
+                 multiproc_dir: str | None = None, log_dir: Path | None = None) -> None:
+        self.log_dir = log_dir
         self.plan = plan
         self.settings = settings
         self.log_level = log_level
@@ -90,12 +102,33 @@ class Supervisor:
         self._plan_file = self._runtime / "plan.json"
         self._last_sample = 0.0
         self._spawned = 0
+        self.on_tick: Callable[[], None] | None = None  # housekeeping, run on the supervisor's loop
 
     @property
     def address(self) -> tuple[str, int]:
         assert self.sock is not None
         host, port = self.sock.getsockname()[:2]
         return host, port
+
+    def publish(self, plan: Plan, timeout: float = 60.0) -> None:
+        """Hand ``plan`` to every worker; return once each serves it (or raise ``ConfigError``).
+
+        The file is replaced atomically (rename), so a worker reads the old plan
+        or the new one, never half of one; workers poll it every 20 ms and report
+        the generation they serve in their ready file.
+        """
+        tmp = self._plan_file.with_name(self._plan_file.name + ".tmp")
+        tmp.write_text(plan.to_json(), encoding="utf-8")
+        os.replace(tmp, self._plan_file)
+        self.plan = plan
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            waiting = [w for w in list(self.workers)
+                       if w.process.poll() is None and not w.retiring and _served(w.ready_file) < plan.generation]
+            if not waiting:
+                return
+            time.sleep(0.005)
+        raise ConfigError(f"workers did not apply plan generation {plan.generation} within {timeout:g}s")
 
     def worker_memory(self) -> dict[int, int]:
         return {w.pid: read_rss(w.pid) for w in self.workers if w.process.poll() is None}
@@ -120,6 +153,8 @@ class Supervisor:
             "--log-level", self.log_level,
             "--ready-file", str(ready_file),
         ]
+        if self.log_dir is not None:
+            command += ["--log-dir", str(self.log_dir)]
         if self.settings.otlp:
             command.append("--otlp")
         if not self.settings.metrics:
@@ -168,6 +203,8 @@ class Supervisor:
                 time.sleep(0.2)  # do not spin if start-up keeps failing
         if self.draining:
             return bool(self.workers)
+        if self.on_tick is not None:
+            self.on_tick()
         now = time.monotonic()
         if now - self._last_sample >= self.watchdog.interval:
             self._last_sample = now

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
 
@@ -41,13 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-file", default=None, help="touched once the worker serves")
     parser.add_argument("--otlp", action="store_true", help="export traces over OTLP")
     parser.add_argument("--no-metrics", action="store_true", help="record no Prometheus metrics")
+    parser.add_argument("--log-dir", default=None, help="also write app log records here (for `wasmlet logs`)")
     args = parser.parse_args(argv)
     _die_with_parent()
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, app_log=f"{args.log_dir}/{os.getpid()}.jsonl" if args.log_dir else None)
     with open(args.plan, encoding="utf-8") as handle:
         plan = Plan.from_json(handle.read())
     configure_tracing(args.otlp)
-    app = WasmletApp(plan, threads=args.threads, ready_file=args.ready_file,
+    app = WasmletApp(plan, threads=args.threads, ready_file=args.ready_file, plan_file=args.plan,
                      telemetry=RequestTelemetry(metrics=not args.no_metrics))
     sock = socket.socket(fileno=args.fd)
     config = uvicorn.Config(
