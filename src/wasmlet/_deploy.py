@@ -20,7 +20,7 @@ from .engine import EngineSettings, ModuleCache, build_engine, default_cache_dir
 from .guest import Linkers, build_handler
 from .manifest import ComponentSpec, assign_routes, load_manifest
 from .registry import BlobStore, fetch_module
-from .security import TrustStore, module_subject, verify_module
+from .security import SignatureError, TrustStore, module_subject, verify_module
 from .telemetry import observe_cache
 
 __all__ = ["Plan", "PlannedComponent", "Slot", "build_plan", "plan_for_module", "prepare", "spec_from_dict"]
@@ -121,7 +121,10 @@ def prepare(
         fetched = fetch_module(spec, blobs)
         if trust is not None:  # requireSignatures: the module must carry a valid chain to a trust root
             trust.reload_if_changed()
-            verified = verify_module(fetched.data, trust, module_subject(spec.module_url, spec.qualified_name))
+            try:
+                verified = verify_module(fetched.data, trust, module_subject(spec.module_url, spec.qualified_name))
+            except SignatureError as exc:  # same class (its reason is the contract), named where it failed
+                raise type(exc)(f"{where}: signature refused ({exc.reason}): {exc}") from exc
             log.info("%s: signature verified (publisher key %s, root %s)", where, verified.key_id, verified.root_id)
         digest, _ = cache.compile(fetched.data, where)
         component = is_component(fetched.data)
