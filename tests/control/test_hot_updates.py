@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 import wasmtime
-
 from tests.conftest import EXAMPLES, GUESTS, Server, free_port, write_manifest
 
 Serve = Callable[..., Server]

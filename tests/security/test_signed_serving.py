@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-
 from tests.conftest import EXAMPLES, Server, write_manifest
 
 Serve = Callable[..., Server]

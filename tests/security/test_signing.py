@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -316,12 +315,3 @@ def test_command_helpers(tmp_path: Path) -> None:
     assert "signature verified" in lines[0] and "acme" in lines[1]
     with pytest.raises(OutOfScope):
         verify_command(module, trust, "bank/vault")
-
-
-@pytest.mark.skipif(shutil.which("wasmsign2") is None, reason="wasmsign2 is not installed")
-def test_interoperates_with_wasmsign2(chain: tuple[KeyPair, KeyPair, Certificate, TrustStore],
-                                      tmp_path: Path) -> None:
-    _, publisher, cert, _ = chain
-    (tmp_path / "pk").write_bytes(publisher.public.to_bytes())
-    (tmp_path / "m.wasm").write_bytes(sign_module(HELLO, publisher, cert))
-    subprocess.run(["wasmsign2", "verify", "-K", str(tmp_path / "pk"), "-i", str(tmp_path / "m.wasm")], check=True)
