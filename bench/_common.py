@@ -156,7 +156,9 @@ def running(argv: Sequence[str], port: int, env: dict[str, str] | None = None, l
 
 
 def wasmlet_env(cache_dir: str | Path) -> dict[str, str]:
-    return {**os.environ, "WASMLET_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    """A server's environment: the given cache, a fresh control-plane state, no admin listener."""
+    return {**os.environ, "WASMLET_CACHE_DIR": str(cache_dir), "PYTHONUNBUFFERED": "1",
+            "WASMLET_STATE_DIR": tempfile.mkdtemp(prefix="wasmlet-bench-state-"), "WASMLET_ADMIN_LISTEN": "none"}
 
 
 def temp_cache() -> tempfile.TemporaryDirectory[str]:

@@ -46,7 +46,7 @@ def main(ctx: click.Context, log_level: str) -> None:
 @click.option("--server", type=click.Choice(["uvicorn", "granian"]), default="uvicorn", show_default=True)
 @click.option("--drain-timeout", type=float, default=30.0, show_default=True,
               help="Seconds to finish in-flight requests after SIGTERM.")
-@click.option("--admin-listen", default="127.0.0.1:9180", show_default=True,
+@click.option("--admin-listen", default="127.0.0.1:9180", show_default=True, envvar="WASMLET_ADMIN_LISTEN",
               help="ADDR:PORT of the admin listener (/metrics, /apps), or 'none'.")
 @click.option("--otlp", is_flag=True, help="Export traces over OTLP (also enabled by the OTEL_* variables).")
 @click.option("--metrics/--no-metrics", default=True, show_default=True, help="Record Prometheus metrics.")
