@@ -57,13 +57,16 @@ def summary_us(samples_s: Sequence[float]) -> dict[str, float]:
     }
 
 
-def write_manifest(path: Path, app: str, modules: Sequence[tuple[str, Path, str]], memory: str = "16Mi") -> Path:
-    """An OAM manifest with one component per (name, module path, route)."""
+def write_manifest(path: Path, app: str, modules: Sequence[tuple[str, Path, str]], memory: str = "16Mi",
+                   queue: int | None = None) -> Path:
+    """An OAM manifest with one component per (name, module path, route); ``queue``: concurrency.queue."""
     lines = ["apiVersion: core.oam.dev/v1beta1", "kind: Application", "metadata:", f"  name: {app}",
              "spec:", "  components:"]
     for name, module, route in modules:
         lines += [f"    - name: {name}", "      type: wasm", "      properties:",
                   f"        moduleURL: {module}", f'        memoryLimit: "{memory}"', f"        route: {route}"]
+        if queue is not None:  # let every request wait for a guest instead of a fast 503
+            lines += ["        concurrency:", f"          queue: {queue}"]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -84,7 +84,7 @@ def per_app(cache: str, work: Path, count: int, server: str, workers: int) -> di
 
 
 def in_flight(cache: str, work: Path, server: str, workers: int, threads: int, connections: int) -> dict[str, float]:
-    manifest = write_manifest(work / "slow.yaml", "bench", [("slow", SLOW_WASM, "/")])
+    manifest = write_manifest(work / "slow.yaml", "bench", [("slow", SLOW_WASM, "/")], queue=2 * connections)
     port = free_port()
     with running(serve_argv(manifest, port, server, workers, threads), port, env=wasmlet_env(cache),
                  log=OUT / f"memory-inflight-{server}.log") as srv:
