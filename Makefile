@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 run: venv
-	$(BIN)/wasmlet serve examples/demo/app.yaml --listen $(LISTEN)
+	$(BIN)/wasmlet serve examples/demo/app.yaml --listen $(LISTEN) --state-dir .state
 
 system-deps:
 	scripts/install-system-deps.sh $(APT_PACKAGES)
