@@ -27,9 +27,7 @@ What wasmtime-py 50 lacks, and what that costs here (docs/guest-abis.md):
 from __future__ import annotations
 
 import ctypes
-import os
 import re
-import time
 
 import wasmtime
 import wasmtime.component as wc
@@ -39,28 +37,16 @@ from .._errors import (
     GuestError,
     GuestExit,
     GuestMemoryLimit,
-    GuestOutputLimit,
-    GuestTimeout,
     GuestTrap,
     ModuleError,
 )
-from . import _capi as capi
-from ._runner import (
-    _CHECK_TICKS,
-    _MAX_STDERR,
-    GuestLimits,
-    GuestResult,
-    GuestStats,
-    _forget_watch,
-    _on_deadline,
-    _Watch,
-    _watch_ids,
-    _watches,
-)
-from ._stdio import ScratchFiles, scratch_files
-from ._wagi import CgiRequest, build_argv, build_environment, parse_cgi_response
+from ._runner import GuestLimits, GuestResult, GuestRun
+from ._wagi import CgiRequest
 
 __all__ = ["ComponentHandler", "build_component_linker", "find_run_export"]
+
+# The request of the deploy-time trial instantiation (no guest code runs).
+_PROBE = CgiRequest(method="GET", path="/", raw_path="/", query="", headers=(), body=b"")
 
 _RUN_INTERFACE = re.compile(r"^wasi:cli/run@0\.2\.\d+$")
 # A component is several core instances (the guest, wit-component's shim and
@@ -142,8 +128,8 @@ class ComponentHandler:
         is an instantiation; it runs no guest code unless the component has a
         start function, and it is bounded like a request.
         """
-        files = scratch_files()
-        store, watch_id = self._new_store(wasmtime.WasiConfig(), files, time.monotonic())
+        run = GuestRun(self.name, self.limits, _PROBE, self.route, (), self.argv, "")
+        store = run.store(self.engine, instances=_MAX_CORE_INSTANCES, memories=_MAX_MEMORIES, tables=_MAX_TABLES)
         try:
             self._linker.instantiate(store, self._component)
         except wasmtime.WasmtimeError as exc:
@@ -155,85 +141,28 @@ class ComponentHandler:
             raise ModuleError(f"{self.name}: cannot link the component: {_first_line(exc)}") from exc
         finally:
             del store
-            _watches.pop(watch_id, None)
-
-    def _new_store(self, wasi: wasmtime.WasiConfig, files: ScratchFiles, started: float) -> tuple[wasmtime.Store, int]:
-        store = wasmtime.Store(self.engine)
-        store.set_limits(
-            memory_size=self.limits.memory,
-            instances=_MAX_CORE_INSTANCES,
-            memories=_MAX_MEMORIES,
-            tables=_MAX_TABLES,
-        )
-        store.set_wasi(wasi)
-        watch = _Watch(started + self.limits.timeout, files, self.limits.max_response, _MAX_STDERR)
-        watch_id = next(_watch_ids)
-        _watches[watch_id] = watch
-        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _on_deadline, watch_id, _forget_watch)
-        store.set_epoch_deadline(_CHECK_TICKS)
-        return store, watch_id
 
     def handle(self, request: CgiRequest, traceparent: str = "") -> GuestResult:
         """Run the component once for ``request``; raise a ``GuestError`` subclass if it fails.
 
         ``traceparent`` is handed to the guest as ``TRACEPARENT``, as WAGI does.
         """
-        started_ns = time.time_ns()
-        started = time.monotonic()
-        env = build_environment(request, self.route, self.environment)
-        if traceparent:
-            env.append(("TRACEPARENT", traceparent))
-        argv = build_argv(self.argv, dict(env), request.query)
-        files = scratch_files()
-
-        wasi = wasmtime.WasiConfig()
-        capi.set_argv(wasi, argv)
-        capi.set_env(wasi, env)
-        if request.body:
-            capi.set_stdin(wasi, request.body)
-        wasi.stdout_file = files.stdout_path
-        wasi.stderr_file = files.stderr_path
-        store, watch_id = self._new_store(wasi, files, started)
-        watch = _watches[watch_id]
-
-        failure: GuestError | None = None
+        run = GuestRun(self.name, self.limits, request, self.route, self.environment, self.argv, traceparent)
+        store = run.store(self.engine, instances=_MAX_CORE_INSTANCES, memories=_MAX_MEMORIES, tables=_MAX_TABLES)
         instance = None
-        instantiated_ns = 0
-        cpu_started = time.thread_time()
         try:
             instance = self._linker.instantiate(store, self._component)
-            instantiated_ns = time.time_ns()
+            run.instantiated()
             if not _call_run(store, instance, self._run):
-                failure = GuestExit(f"{self.name}: wasi:cli/run returned an error (exit status 1)", 1)
+                run.failure = GuestExit(f"{self.name}: wasi:cli/run returned an error (exit status 1)", 1)
         except wasmtime.ExitTrap as exc:
             if exc.code != 0:
-                failure = GuestExit(f"{self.name}: the guest exited with status {exc.code}", exc.code)
+                run.failure = GuestExit(f"{self.name}: the guest exited with status {exc.code}", exc.code)
         except wasmtime.WasmtimeError as exc:
-            failure = self._classify(exc, instantiated=instance is not None)
-        cpu_seconds = time.thread_time() - cpu_started
-        finished_ns = time.time_ns()
-        # memory=0: the C API gives no access to a component's core memories.
-        stats = GuestStats(started_ns, instantiated_ns or finished_ns, finished_ns, cpu_seconds, 0)
+            run.failure = self._classify(exc, instantiated=instance is not None)
         del instance, store  # release the pool slots and WASI's handles on the scratch files now
-        out_size, err_size = files.sizes()
-        stderr = os.pread(files.stderr_fd, min(err_size, _MAX_STDERR), 0) if err_size else b""
-        if watch.reason in ("stdout", "stderr") or out_size > self.limits.max_response:
-            failure = GuestOutputLimit(
-                f"{self.name}: the guest wrote more than its cap to {watch.reason or 'stdout'} "
-                f"(response cap {self.limits.max_response} bytes, stderr cap {_MAX_STDERR} bytes)"
-            )
-        elif watch.reason == "timeout":
-            failure = GuestTimeout(f"{self.name}: the guest ran past its {self.limits.timeout:g}s deadline")
-        if failure is None:
-            try:
-                response = parse_cgi_response(os.pread(files.stdout_fd, out_size, 0) if out_size else b"")
-            except GuestError as exc:
-                failure = exc
-            else:
-                return GuestResult(response=response, stderr=stderr, stats=stats)
-        failure.stderr = stderr
-        failure.stats = stats
-        raise failure
+        # memory=0: the C API gives no access to a component's core memories.
+        return run.finish(0)
 
     def _classify(self, exc: wasmtime.WasmtimeError, instantiated: bool) -> GuestError:
         text = str(exc)

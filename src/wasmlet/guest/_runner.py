@@ -35,7 +35,7 @@ from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse
 
 log = logging.getLogger("wasmlet.guest")
 
-__all__ = ["GuestLimits", "GuestResult", "GuestStats", "WagiHandler", "check_module"]
+__all__ = ["GuestLimits", "GuestResult", "GuestRun", "GuestStats", "WagiHandler", "check_module"]
 
 _MAX_STDERR = 1 << 20
 _PAGE = 65536
@@ -149,6 +149,84 @@ def check_module(module: wasmtime.Module, entrypoint: str, memory_limit: int, na
             )
 
 
+class GuestRun:
+    """One request's run of a guest, whatever its ABI: set-up, the watch, and the outcome.
+
+    The handler builds the store with ``store()``, runs the guest, records a
+    failure in ``failure``, drops the store, then calls ``finish``, which turns
+    the output (or the failure) into a ``GuestResult`` or raises.
+    """
+
+    def __init__(self, name: str, limits: GuestLimits, request: CgiRequest, route: str,
+                 environment: tuple[tuple[str, str], ...], argv_template: str, traceparent: str) -> None:
+        self.name = name
+        self.limits = limits
+        self.started_ns = time.time_ns()
+        self.deadline = time.monotonic() + limits.timeout
+        env = build_environment(request, route, environment)
+        if traceparent:
+            env.append(("TRACEPARENT", traceparent))
+        self.wasi = wasmtime.WasiConfig()
+        capi.set_argv(self.wasi, build_argv(argv_template, dict(env), request.query))
+        capi.set_env(self.wasi, env)
+        if request.body:
+            capi.set_stdin(self.wasi, request.body)
+        self.files = scratch_files()
+        try:
+            self.wasi.stdout_file = self.files.stdout_path
+            self.wasi.stderr_file = self.files.stderr_path
+        except wasmtime.WasmtimeError:  # the scratch files were removed under us: make them again
+            self.files = scratch_files(renew=True)
+            self.wasi.stdout_file = self.files.stdout_path
+            self.wasi.stderr_file = self.files.stderr_path
+        self.watch = _Watch(self.deadline, self.files, limits.max_response, _MAX_STDERR)
+        self.failure: GuestError | None = None
+        self.instantiated_ns = 0
+        self._cpu_started = 0.0
+
+    def store(self, engine: wasmtime.Engine, instances: int, memories: int, tables: int) -> wasmtime.Store:
+        """A store with the limits, the WASI context and the deadline watch; starts the CPU clock."""
+        store = wasmtime.Store(engine)
+        store.set_limits(memory_size=self.limits.memory, instances=instances, memories=memories, tables=tables)
+        store.set_wasi(self.wasi)
+        watch_id = next(_watch_ids)
+        _watches[watch_id] = self.watch
+        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _on_deadline, watch_id, _forget_watch)
+        store.set_epoch_deadline(_CHECK_TICKS)
+        self._cpu_started = time.thread_time()
+        return store
+
+    def instantiated(self) -> None:
+        self.instantiated_ns = time.time_ns()
+
+    def finish(self, memory: int = 0) -> GuestResult:
+        """After the store is dropped: the response, or the failure raised (output caps and timeouts first)."""
+        finished_ns = time.time_ns()
+        stats = GuestStats(self.started_ns, self.instantiated_ns or finished_ns, finished_ns,
+                           time.thread_time() - self._cpu_started, memory)
+        files, watch, limits = self.files, self.watch, self.limits
+        out_size, err_size = files.sizes()
+        stderr = os.pread(files.stderr_fd, min(err_size, _MAX_STDERR), 0) if err_size else b""
+        failure = self.failure
+        if watch.reason in ("stdout", "stderr") or out_size > limits.max_response:
+            failure = GuestOutputLimit(
+                f"{self.name}: the guest wrote more than its cap to {watch.reason or 'stdout'} "
+                f"(response cap {limits.max_response} bytes, stderr cap {_MAX_STDERR} bytes)"
+            )
+        elif watch.reason == "timeout":
+            failure = GuestTimeout(f"{self.name}: the guest ran past its {limits.timeout:g}s deadline")
+        if failure is None:
+            try:
+                response = parse_cgi_response(os.pread(files.stdout_fd, out_size, 0) if out_size else b"")
+            except GuestError as exc:
+                failure = exc
+            else:
+                return GuestResult(response=response, stderr=stderr, stats=stats)
+        failure.stderr = stderr
+        failure.stats = stats
+        raise failure
+
+
 class WagiHandler:
     """A module compiled and pre-linked, answering requests per WAGI."""
 
@@ -190,91 +268,39 @@ class WagiHandler:
         ``traceparent`` (W3C Trace Context) is handed to the guest as
         ``TRACEPARENT`` so its own spans and outbound calls join the trace.
         """
-        started_ns = time.time_ns()
-        started = time.monotonic()
-        env = build_environment(request, self.route, self.environment)
-        if traceparent:
-            env.append(("TRACEPARENT", traceparent))
-        argv = build_argv(self.argv, dict(env), request.query)
-        files = scratch_files()
-
-        wasi = wasmtime.WasiConfig()
-        capi.set_argv(wasi, argv)
-        capi.set_env(wasi, env)
-        if request.body:
-            capi.set_stdin(wasi, request.body)
-        try:
-            wasi.stdout_file = files.stdout_path
-            wasi.stderr_file = files.stderr_path
-        except wasmtime.WasmtimeError:  # the scratch files were removed under us: make them again
-            files = scratch_files(renew=True)
-            wasi.stdout_file = files.stdout_path
-            wasi.stderr_file = files.stderr_path
+        run = GuestRun(self.name, self.limits, request, self.route, self.environment, self.argv, traceparent)
         for preopen in self.preopens:  # only what the manifest grants (capabilities.files)
-            wasi.preopen_dir(preopen.host, preopen.guest, fs_mutable=preopen.writable)
-
-        store = wasmtime.Store(self.engine)
-        store.set_limits(memory_size=self.limits.memory, instances=1, memories=1, tables=4)
-        store.set_wasi(wasi)
-        watch = _Watch(started + self.limits.timeout, files, self.limits.max_response, _MAX_STDERR)
-        watch_id = next(_watch_ids)
-        _watches[watch_id] = watch
-        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _on_deadline, watch_id, _forget_watch)
-        store.set_epoch_deadline(_CHECK_TICKS)
-
+            run.wasi.preopen_dir(preopen.host, preopen.guest, fs_mutable=preopen.writable)
+        store = run.store(self.engine, instances=1, memories=1, tables=4)
         instance = None
-        failure: GuestError | None = None
-        instantiated_ns = 0
-        cpu_started = time.thread_time()
         egress = (
-            outbound_context(OutboundContext(self.outbound, deadline=started + self.limits.timeout, app=self.name))
+            outbound_context(OutboundContext(self.outbound, deadline=run.deadline, app=self.name))
             if self.outbound else contextlib.nullcontext()
         )
         try:
             with egress:
                 instance = self._pre.instantiate(store)
-                instantiated_ns = time.time_ns()
+                run.instantiated()
                 capi.call_export(store, instance, self._entrypoint)
         except wasmtime.ExitTrap as exc:
             if exc.code != 0:
-                failure = GuestExit(f"{self.name}: the guest exited with status {exc.code}", exc.code)
+                run.failure = GuestExit(f"{self.name}: the guest exited with status {exc.code}", exc.code)
         except wasmtime.Trap as exc:
-            failure = self._classify_trap(exc)
+            run.failure = self._classify_trap(exc)
         except wasmtime.WasmtimeError as exc:
-            failure = GuestTrap(f"{self.name}: {_first_line(exc)}")
-        cpu_seconds = time.thread_time() - cpu_started
-        finished_ns = time.time_ns()
+            run.failure = GuestTrap(f"{self.name}: {_first_line(exc)}")
         # Memory is read on failure (to tell a memory-limit hit apart) and on one
         # request in eight otherwise, for the high-water metric: the export lookup
         # costs ~7 us, a tenth of a hello request.
         self._served += 1
-        memory = capi.memory_size(store, instance) if failure is not None or self._served % 8 == 1 else 0
-        stats = GuestStats(started_ns, instantiated_ns or finished_ns, finished_ns, cpu_seconds, memory)
+        memory = capi.memory_size(store, instance) if run.failure is not None or self._served % 8 == 1 else 0
         del instance, store  # release the pool slot and WASI's handles on the scratch files now
-        out_size, err_size = files.sizes()
-        stderr = os.pread(files.stderr_fd, min(err_size, _MAX_STDERR), 0) if err_size else b""
-        if watch.reason in ("stdout", "stderr") or out_size > self.limits.max_response:
-            failure = GuestOutputLimit(
-                f"{self.name}: the guest wrote more than its cap to {watch.reason or 'stdout'} "
-                f"(response cap {self.limits.max_response} bytes, stderr cap {_MAX_STDERR} bytes)"
-            )
-        elif watch.reason == "timeout":
-            failure = GuestTimeout(f"{self.name}: the guest ran past its {self.limits.timeout:g}s deadline")
-        elif failure is not None and self._at_memory_limit(memory):
-            failure = GuestMemoryLimit(
+        if run.failure is not None and self._at_memory_limit(memory):
+            run.failure = GuestMemoryLimit(
                 f"{self.name}: the guest failed at its memory limit ({memory} of {self.limits.memory} bytes): "
-                f"{failure}"
+                f"{run.failure}"
             )
-        if failure is None:
-            try:
-                response = parse_cgi_response(os.pread(files.stdout_fd, out_size, 0) if out_size else b"")
-            except GuestError as exc:
-                failure = exc
-            else:
-                return GuestResult(response=response, stderr=stderr, stats=stats)
-        failure.stderr = stderr
-        failure.stats = stats
-        raise failure
+        return run.finish(memory)
 
     def _classify_trap(self, exc: wasmtime.Trap) -> GuestError:
         code = exc.trap_code
