@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ import wasmtime
 import wasmtime.component
 
 from .._errors import CacheError, ModuleError
+from .._files import atomic_write
 from ._settings import EngineSettings
 
 __all__ = ["ModuleCache", "default_cache_dir", "is_component", "sha256_hex"]
@@ -60,19 +60,6 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ModuleCache:
@@ -178,8 +165,8 @@ class ModuleCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Artifact first, digest second: a digest file only ever vouches for
             # an artifact that is completely on disk.
-            _atomic_write(path, artifact)
-            _atomic_write(path.with_name(path.name + ".sha256"), sha256_hex(artifact).encode())
+            atomic_write(path, artifact)
+            atomic_write(path.with_name(path.name + ".sha256"), sha256_hex(artifact).encode())
         except OSError as exc:
             raise CacheError(f"cannot write the module cache at {path.parent}: {exc}") from exc
 

@@ -16,11 +16,11 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
+from .._files import atomic_write
 
 __all__ = [
     "Challenge",
@@ -135,17 +135,7 @@ def store_credentials(registry: str, credentials: Credentials, path: Path | None
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # The file holds a password: 0600 from the start, then renamed into place.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(config, handle, indent="\t")
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, (json.dumps(config, indent="\t") + "\n").encode(), mode=0o600)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write the docker config: {exc.strerror or exc}") from exc
     return path

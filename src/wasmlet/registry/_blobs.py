@@ -8,11 +8,10 @@ holds a half-written or mislabelled blob; it is verified again when read.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 from .._errors import ModuleSourceError
+from .._files import atomic_write
 
 __all__ = ["BlobStore"]
 
@@ -37,16 +36,7 @@ class BlobStore:
         if target.is_file():
             return actual
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, data)
         return actual
 
     def get(self, hex_digest: str) -> bytes:

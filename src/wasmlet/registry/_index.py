@@ -19,11 +19,11 @@ import datetime
 import fcntl
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .._files import atomic_write
 
 __all__ = ["TagEntry", "TagIndex"]
 
@@ -80,13 +80,4 @@ class TagIndex:
             tags = self._load()
             tags[key] = {"manifest": manifest, "module": module, "pulled": now}
             text = json.dumps({"version": 1, "tags": dict(sorted(tags.items()))}, indent=1)
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".json")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(text + "\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(self.path, (text + "\n").encode())

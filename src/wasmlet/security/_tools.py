@@ -8,11 +8,10 @@ errors are ``WasmletError`` subclasses (``KeyFileError``, ``SignatureError``,
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._files import atomic_write
 from ._errors import KeyFileError
 from ._keys import keygen, load_key_pair, load_public_key
 from ._signing import Certificate, TrustStore, certify, sign_module, verify_module
@@ -36,13 +35,9 @@ def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        atomic_write(path, data)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise KeyFileError(f"{path}: cannot write: {exc.strerror}") from exc
 
 
