@@ -10,7 +10,6 @@ module's sha256 is what gets recorded, as for any other scheme).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -19,6 +18,7 @@ import httpx
 from .._errors import ModuleSourceError, UnsupportedSchemeError
 from ..manifest import ComponentSpec
 from ._blobs import BlobStore
+from ._reference import is_loopback
 
 __all__ = ["FetchedModule", "fetch_module"]
 
@@ -41,15 +41,6 @@ def _expected(spec: ComponentSpec) -> str | None:
     return spec.module_digest.removeprefix("sha256:") if spec.module_digest else None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def fetch_module(spec: ComponentSpec, blobs: BlobStore) -> FetchedModule:
     """Fetch, verify and store the module ``spec`` names. Raises ``ModuleSourceError``."""
     url = spec.module_url
@@ -65,7 +56,7 @@ def fetch_module(spec: ComponentSpec, blobs: BlobStore) -> FetchedModule:
             raise ModuleSourceError(f"{_where(spec)}: cannot read {path}: {exc.strerror or exc}") from exc
         return _verified(spec, blobs, data, str(path))
     if scheme in ("https", "http"):
-        if scheme == "http" and not _is_loopback(parts.hostname or ""):
+        if scheme == "http" and not is_loopback(parts.hostname or ""):
             raise ModuleSourceError(f"{_where(spec)}: plain http is allowed only to a loopback host; use https")
         if spec.module_digest is None:
             raise ModuleSourceError(
