@@ -6,7 +6,7 @@ Python), the file path about 15 us, so guests write to files. Each worker
 thread owns one pair on tmpfs (``/dev/shm`` when present) and reuses it:
 WASI opens the path with ``O_TRUNC`` for every request, and the thread reads
 it back through its own descriptor when the guest is done. Figures:
-``bench/stdio_capture.py``.
+``docs/architecture.md`` ("Guest output capture"); measured with wasmtime-py 50.
 """
 
 from __future__ import annotations
