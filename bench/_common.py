@@ -20,6 +20,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from wasmlet.security._wasmbin import custom_section
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 OUT = BENCH / "out"
@@ -71,23 +73,9 @@ def write_manifest(path: Path, app: str, modules: Sequence[tuple[str, Path, str]
     return path
 
 
-def _leb128(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def with_custom_section(wasm: bytes, name: str, payload: bytes) -> bytes:
     """``wasm`` plus a custom section: same behaviour, different bytes (and digest)."""
-    encoded = name.encode()
-    content = _leb128(len(encoded)) + encoded + payload
-    return wasm + b"\x00" + _leb128(len(content)) + content
+    return wasm + custom_section(name, payload).encode()
 
 
 def http_get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
