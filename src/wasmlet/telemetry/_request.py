@@ -12,7 +12,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
 from ._metrics import (
     APP_DEGRADED,
@@ -43,6 +43,7 @@ class _HeaderGetter:
 
 
 _GETTER = _HeaderGetter()
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 
 
 class RequestTelemetry:
@@ -51,6 +52,8 @@ class RequestTelemetry:
     def __init__(self, tracer_provider: trace.TracerProvider | None = None, metrics: bool = True) -> None:
         provider = tracer_provider or trace.get_tracer_provider()
         self.tracer = provider.get_tracer("wasmlet")
+        # The API's default provider records nothing; an SDK one (configure_tracing, tests) does.
+        self.tracing = not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
         self.metrics = metrics
         self._memory_high_water: dict[str, int] = {}
 
@@ -59,6 +62,10 @@ class RequestTelemetry:
         """Start the server span, as a child of the client's ``traceparent`` if it sent one."""
         if self.metrics:
             INFLIGHT.inc()
+        if not self.tracing and not any(name in _TRACE_HEADERS for name, _ in headers):
+            # Nothing to record and no context to pass on: skip the propagator and the
+            # no-op tracer (about 10 us on the event loop's thread, per request).
+            return INVALID_SPAN
         parent = propagate.extract(headers, getter=_GETTER)  # type: ignore[arg-type]
         method = scope.get("method", "GET")
         return self.tracer.start_span(
