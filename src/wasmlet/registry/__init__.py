@@ -4,7 +4,7 @@ from ._auth import Credentials
 from ._blobs import BlobStore
 from ._oci import PulledModule, PushedModule, login, pull_module, push_module
 from ._reference import Reference, parse_reference
-from ._sources import FetchedModule, fetch_module
+from ._sources import FetchedModule, fetch_module, local_module_path
 
 __all__ = [
     "BlobStore",
@@ -14,6 +14,7 @@ __all__ = [
     "PushedModule",
     "Reference",
     "fetch_module",
+    "local_module_path",
     "login",
     "parse_reference",
     "pull_module",

@@ -41,15 +41,27 @@ def _expected(spec: ComponentSpec) -> str | None:
     return spec.module_digest.removeprefix("sha256:") if spec.module_digest else None
 
 
+def _scheme(url: str) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    return scheme if len(scheme) > 1 else ""  # "C:" is not a scheme
+
+
+def local_module_path(spec: ComponentSpec) -> Path | None:
+    """The file a path or ``file://`` moduleURL names (relative to the manifest), else None."""
+    scheme = _scheme(spec.module_url)
+    if scheme not in ("", "file"):
+        return None
+    path = Path(unquote(urlsplit(spec.module_url).path)) if scheme == "file" else Path(spec.module_url)
+    return path if path.is_absolute() else Path(spec.base_dir) / path
+
+
 def fetch_module(spec: ComponentSpec, blobs: BlobStore) -> FetchedModule:
     """Fetch, verify and store the module ``spec`` names. Raises ``ModuleSourceError``."""
     url = spec.module_url
     parts = urlsplit(url)
-    scheme = parts.scheme.lower() if len(parts.scheme) > 1 else ""  # "C:" is not a scheme
-    if scheme in ("", "file"):
-        path = Path(unquote(parts.path)) if scheme == "file" else Path(url)
-        if not path.is_absolute():
-            path = Path(spec.base_dir) / path
+    scheme = _scheme(url)
+    path = local_module_path(spec)
+    if path is not None:
         try:
             data = path.read_bytes()
         except OSError as exc:

@@ -16,10 +16,12 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from .._deploy import Plan
 from .._errors import GuestError
+from .._files import atomic_write
 from ..guest import CgiRequest, GuestResult, GuestStats
 from ..security import Rejected
 from ..telemetry import CpuStreaks, RequestTelemetry
@@ -95,10 +97,7 @@ class WasmletApp:
     def _acknowledge(self) -> None:
         """Tell the supervisor which plan generation this worker serves (atomically)."""
         if self.ready_file and self.host is not None:
-            tmp = f"{self.ready_file}.tmp"
-            with open(tmp, "w", encoding="ascii") as handle:
-                handle.write(f"{os.getpid()} {self.host.generation}")
-            os.replace(tmp, self.ready_file)
+            atomic_write(Path(self.ready_file), f"{os.getpid()} {self.host.generation}".encode())
 
     async def _watch_plan(self) -> None:
         """Apply a newer plan as soon as the supervisor writes one (checked every 20 ms)."""

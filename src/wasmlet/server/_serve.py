@@ -109,16 +109,12 @@ def _housekeeping(control: ControlPlane, watch: list[Path]) -> Callable[[], None
 def _mtimes(manifest: Path) -> tuple[int, ...]:
     """mtimes of a manifest and of the local module files it names (missing: 0)."""
     from ..manifest import load_manifest
+    from ..registry import local_module_path
 
     paths = [manifest]
-    try:
-        for spec in load_manifest(manifest):
-            url = spec.module_url
-            if "://" not in url or url.startswith("file://"):
-                local = Path(url.removeprefix("file://"))
-                paths.append(local if local.is_absolute() else Path(spec.base_dir) / local)
-    except Exception:
-        pass  # an invalid edit: the manifest's own mtime is enough to notice the next one
+    # An invalid edit: the manifest's own mtime is enough to notice the next one.
+    with contextlib.suppress(Exception):
+        paths += [p for p in map(local_module_path, load_manifest(manifest)) if p is not None]
     stamps = []
     for path in paths:
         try:

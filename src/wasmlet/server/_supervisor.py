@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import shutil
 import signal
 import socket
@@ -27,6 +26,7 @@ from types import FrameType
 
 from .._deploy import Plan
 from .._errors import ConfigError
+from .._files import atomic_write
 from ..telemetry import GrowthMeter
 from ._settings import ServeSettings
 
@@ -117,9 +117,7 @@ class Supervisor:
         or the new one, never half of one; workers poll it every 20 ms and report
         the generation they serve in their ready file.
         """
-        tmp = self._plan_file.with_name(self._plan_file.name + ".tmp")
-        tmp.write_text(plan.to_json(), encoding="utf-8")
-        os.replace(tmp, self._plan_file)
+        atomic_write(self._plan_file, plan.to_json().encode())
         self.plan = plan
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
