@@ -20,7 +20,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from wasmlet.security._wasmbin import custom_section
+from wasmlet.plan import Plan
+from wasmlet.signing import custom_section
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -31,6 +32,18 @@ HELLO_WASM = ROOT / "examples" / "hello" / "hello.wasm"
 ECHO_WASM = ROOT / "examples" / "echo" / "echo.wasm"
 SLOW_WASM = ROOT / "tests" / "guests" / "slow.wasm"
 WRK_LUA = BENCH / "wrk_percentiles.lua"
+
+
+def deploy_plan(manifests: list[Path], cache_dir: Path | None = None) -> Plan:
+    """The plan ``wasmlet serve MANIFEST...`` gives its workers: ``ControlPlane.deploy_files`` over a fresh state."""
+    from wasmlet.control import ControlPlane, StateStore
+    from wasmlet.engine import default_cache_dir
+    from wasmlet.plan import EngineSettings
+
+    with StateStore(Path(tempfile.mkdtemp(prefix="wasmlet-bench-state-"))) as store:
+        control = ControlPlane(store, EngineSettings(), cache_dir or default_cache_dir())
+        control.deploy_files(list(manifests))
+        return control.plan()
 
 
 def free_port() -> int:

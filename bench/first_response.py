@@ -7,7 +7,7 @@ fresh payload, so its digest is new), compiled on deploy.
 Two measurements, each repeated ``--reps`` times, each in a fresh process:
 
 1. in-process (``--child``): after ``import wasmlet``, the time of
-   ``build_plan`` (validate, fetch, hash, compile or check the cache, link),
+   ``deploy_plan`` (validate, fetch, hash, compile or check the cache, link),
    ``Host(plan)`` (engine, artifact load, ``InstancePre``: what a worker does)
    and the first ``handle()``;
 2. over HTTP: spawn ``wasmlet serve --workers 1``, poll the app's route every
@@ -54,13 +54,13 @@ MODULES = {"hello": HELLO_WASM, "echo": ECHO_WASM}
 def child(module: str, cache: str) -> None:
     """One deploy in this fresh process; print the phase times as JSON."""
     t0 = time.perf_counter()
-    from wasmlet._deploy import build_plan
+    from _common import deploy_plan
     from wasmlet.guest import CgiRequest
     from wasmlet.server import Host
 
     t1 = time.perf_counter()
     manifest = write_manifest(Path(module).with_suffix(".yaml"), "bench", [("app", Path(module), "/")])
-    plan = build_plan([manifest], cache_dir=cache)
+    plan = deploy_plan([manifest], cache_dir=cache)
     t2 = time.perf_counter()
     host = Host(plan)
     host.start()

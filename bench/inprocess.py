@@ -21,7 +21,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from _common import HELLO_WASM, machine, summary_us, temp_cache
-from wasmlet._deploy import plan_for_module
+from wasmlet.control import plan_for_module
 from wasmlet.guest import CgiRequest, WagiHandler, build_argv, build_environment, parse_cgi_response
 from wasmlet.guest import _capi as capi
 from wasmlet.guest import _runner as runner

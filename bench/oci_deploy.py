@@ -4,7 +4,7 @@ Starts Debian's ``docker-registry`` on 127.0.0.1 (storage in a temporary
 directory), then measures, in this process:
 
 * deploy-to-first-response for a module whose ``moduleURL`` is ``oci://``:
-  ``build_plan`` (resolve the tag, pull, verify, compile) + ``Host`` + the
+  ``deploy_plan`` (resolve the tag, pull, verify, compile) + ``Host`` + the
   first request through the WAGI handler. *cold*: an empty cache (nothing
   pulled, nothing compiled); *warm*: the same cache again (blobs and compiled
   artifact present; the tag is still resolved with one manifest GET);
@@ -35,10 +35,11 @@ from pathlib import Path
 import httpx
 import wasmtime
 
-from _common import HELLO_WASM, free_port, machine
-from wasmlet._deploy import Plan, build_plan
+from _common import HELLO_WASM, deploy_plan, free_port, machine
+from wasmlet.engine import BlobStore
 from wasmlet.guest import CgiRequest
-from wasmlet.registry import BlobStore, pull_module, push_module
+from wasmlet.plan import Plan
+from wasmlet.registry import pull_module, push_module
 from wasmlet.server import Host
 
 REQUEST = CgiRequest(method="GET", path="/", raw_path="/", query="", headers=(("host", "bench"),), body=b"")
@@ -98,7 +99,7 @@ def manifest(path: Path, url: str, memory: str) -> Path:
 
 def deploy_to_first_response(app: Path, cache: Path) -> tuple[float, bytes]:
     start = time.perf_counter()
-    plan: Plan = build_plan([app], cache_dir=cache)
+    plan: Plan = deploy_plan([app], cache_dir=cache)
     host = Host(plan)
     host.start()
     try:

@@ -21,7 +21,7 @@ from pyinstrument import Profiler
 
 from _common import HELLO_WASM, OUT, temp_cache
 from inprocess import REQUEST
-from wasmlet._deploy import plan_for_module
+from wasmlet.control import plan_for_module
 from wasmlet.server import Host
 
 

@@ -8,12 +8,15 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from wasmlet.plan import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -47,6 +50,23 @@ def write_manifest(path: Path, components: list[dict[str, object]], name: str = 
     }
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+def deploy_plan(manifests: list[Path], cache_dir: Path | None = None, state_dir: Path | None = None) -> Plan:
+    """Deploy manifests the way ``wasmlet serve MANIFEST...`` does, and return the plan its workers get.
+
+    It goes through ``ControlPlane.deploy_files`` over a fresh state store (the
+    path ``serve`` and ``deploy`` take), not through a shortcut of its own.
+    """
+    from wasmlet.control import ControlPlane, StateStore
+    from wasmlet.engine import default_cache_dir
+    from wasmlet.plan import EngineSettings
+
+    state = state_dir or Path(tempfile.mkdtemp(prefix="wasmlet-test-state-"))
+    with StateStore(state) as store:
+        control = ControlPlane(store, EngineSettings(), cache_dir or default_cache_dir())
+        control.deploy_files(list(manifests))
+        return control.plan()
 
 
 class Server:

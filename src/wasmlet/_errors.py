@@ -1,60 +1,97 @@
-"""The exception tree of wasmlet.
+"""The exception tree of wasmlet: every error it raises on purpose.
 
-Every error wasmlet raises on purpose derives from one root, so callers can
-catch ``WasmletError`` and nothing else::
+Callers catch ``WasmletError`` and nothing else; each class says what went
+wrong in its name and, where a caller branches on it, in a stable attribute::
 
     WasmletError
      +-- ConfigError                 bad settings or command-line values
-     |    +-- KeyFileError           a key file that cannot be read or is not a key      (security)
-     |    +-- TrustStoreError        a trust directory that cannot be loaded             (security)
-     +-- ManifestError               a manifest that does not validate
+     |    +-- KeyFileError           a key or certificate file that cannot be read or written
+     |    +-- TrustStoreError        a trust directory that cannot be loaded
+     +-- ManifestError               a manifest that does not validate (.source, .problems)
      +-- ModuleSourceError           a moduleURL that cannot be fetched or verified
      |    +-- UnsupportedSchemeError a moduleURL scheme this build does not serve
      |    +-- RegistryError          an OCI registry refused, failed or served bad content
      |         +-- RegistryAuthError the registry wants credentials it did not get or accept
      +-- ModuleError                 bytes that are not a usable Wasm module
-     |    +-- CapabilityError        imports the component was not granted; .offending  (security)
-     |    +-- SignatureError         the signature chain refuses the module; .reason    (security)
-     |         +-- ModuleUnsigned, ModuleTampered, SignatureMalformed, UnknownRoot,
-     |             KeyRevoked, KeyExpired, OutOfScope
+     |    +-- CapabilityError        imports the component was not granted (.offending)
+     |    +-- SignatureError         the signature chain refuses the module (.reason)
+     |         +-- ModuleUnsigned     "unsigned": no ``signature`` section first in the module
+     |         +-- SignatureMalformed "malformed": the section or certificate cannot be decoded
+     |         +-- ModuleTampered     "tampered": the bytes do not match the signed hash
+     |         +-- UnknownRoot        "unknown-root": no trust root vouches for the signing key
+     |         +-- KeyRevoked         "revoked": the publisher or root key id is revoked
+     |         +-- KeyExpired         "expired": the publisher certificate is outside its validity
+     |         +-- OutOfScope         "out-of-scope": the certificate does not cover this module
      +-- CacheError                  the precompiled-artifact cache cannot be used
-     +-- GuestError                  a request the guest failed to answer
-          +-- GuestTrap              the guest trapped (unreachable, OOB, stack overflow)
-          +-- GuestExit              the guest exited with a non-zero status
-          +-- GuestTimeout           the guest ran past its epoch deadline
-          +-- GuestMemoryLimit       the guest failed at its memory limit
-          +-- GuestOutputLimit       the guest wrote more than the response cap
-          +-- MalformedResponse      the guest's CGI output is not a valid response
-     +-- EgressDenied                an outbound request the egress policy refuses       (security)
-     +-- Rejected                    a request refused before it reached a guest         (security)
-          +-- RateLimited            429, a token bucket is empty
-          +-- Overloaded             503, the app's concurrency queue is full
-          +-- CircuitOpen            503, the app's circuit breaker is open
+     +-- StateError                  the control-plane state refuses an operation
+     |    +-- UnknownApp             no app of that name is deployed
+     |    +-- UnknownVersion         no version with that id
+     |    +-- NoCanary               promote/abort without a canary
+     |    +-- NothingToRollBack      rollback without a previous version
+     |    +-- StateLocked            another process holds the state directory
+     +-- AdminError                  the admin API answered 4xx/5xx (.status), or is unreachable (status 0)
+     +-- GuestError                  a request the guest failed to answer (.status, .cause)
+     |    +-- GuestTrap              500 "trap": unreachable, out-of-bounds, stack overflow
+     |    +-- GuestExit              501 "exit": the guest exited with a non-zero status
+     |    +-- MalformedResponse      502 "bad-cgi": the guest's output is not a valid response
+     |    +-- GuestOutputLimit       502 "output-limit": the guest wrote more than the response cap
+     |    +-- GuestTimeout           504 "timeout": the guest ran past its epoch deadline
+     |    +-- GuestMemoryLimit       507 "memory-limit": the guest failed at its memory limit
+     +-- EgressDenied                an outbound connection the egress policy refuses (.reason)
+     +-- Rejected                    a request refused before it reached a guest (.status, .cause, .retry_after)
+          +-- RateLimited            429 "rate-limited": a token bucket is empty
+          +-- Overloaded             503 "overloaded": the app's queue is full or the wait timed out
+          +-- CircuitOpen            503 "circuit-open": the app's circuit breaker is open
 
-Classes marked (security) live in ``wasmlet.security`` beside the code that
-raises them, and are re-exported from ``wasmlet``.
-
-Third-party errors (wasmtime traps, YAML, HTTP) are translated at the
-boundary with ``raise ... from exc`` so the original stays in ``__cause__``.
+Every class is re-exported from ``wasmlet``. Third-party errors (wasmtime
+traps, YAML, pydantic, HTTP, SQLite) are translated at the boundary with
+``raise ... from exc`` so the original stays in ``__cause__``.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
 __all__ = [
+    "AdminError",
     "CacheError",
+    "CapabilityError",
+    "CircuitOpen",
     "ConfigError",
+    "EgressDenied",
     "GuestError",
     "GuestExit",
     "GuestMemoryLimit",
     "GuestOutputLimit",
     "GuestTimeout",
     "GuestTrap",
+    "KeyExpired",
+    "KeyFileError",
+    "KeyRevoked",
     "MalformedResponse",
     "ManifestError",
     "ModuleError",
     "ModuleSourceError",
+    "ModuleTampered",
+    "ModuleUnsigned",
+    "NoCanary",
+    "NothingToRollBack",
+    "OutOfScope",
+    "Overloaded",
+    "RateLimited",
     "RegistryAuthError",
     "RegistryError",
+    "Rejected",
+    "SignatureError",
+    "SignatureMalformed",
+    "StateError",
+    "StateLocked",
+    "TrustStoreError",
+    "UnknownApp",
+    "UnknownRoot",
+    "UnknownVersion",
     "UnsupportedSchemeError",
     "WasmletError",
 ]
@@ -156,3 +193,157 @@ class GuestMemoryLimit(GuestError):
 class GuestOutputLimit(GuestError):
     status = 502
     cause = "output-limit"
+
+
+class KeyFileError(ConfigError):
+    """A key or certificate file is missing, unreadable or not in the expected format."""
+
+
+class TrustStoreError(ConfigError):
+    """The trust directory (roots, certificates, revocation list) cannot be loaded."""
+
+
+class SignatureError(ModuleError):
+    """A module's signature chain does not verify; ``reason`` names why, stably."""
+
+    reason = "signature"
+
+
+class ModuleUnsigned(SignatureError):
+    reason = "unsigned"
+
+
+class SignatureMalformed(SignatureError):
+    reason = "malformed"
+
+
+class ModuleTampered(SignatureError):
+    reason = "tampered"
+
+
+class UnknownRoot(SignatureError):
+    reason = "unknown-root"
+
+
+class KeyRevoked(SignatureError):
+    reason = "revoked"
+
+
+class KeyExpired(SignatureError):
+    reason = "expired"
+
+
+class OutOfScope(SignatureError):
+    reason = "out-of-scope"
+
+
+class CapabilityError(ModuleError):
+    """A module imports host functions its component was not granted.
+
+    ``offending`` lists them as ``module::name``, sorted.
+    """
+
+    def __init__(self, name: str, offending: Sequence[str]) -> None:
+        self.offending = tuple(offending)
+        super().__init__(
+            f"{name}: the module imports what its capabilities do not grant: {', '.join(self.offending)} "
+            "(grant files, allowedOutboundHosts or wasiImports in the component's capabilities)"
+        )
+
+
+class EgressDenied(WasmletError):
+    """An outbound connection refused by the egress policy; ``reason`` says which rule."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        self.target = target
+        self.reason = reason
+        super().__init__(f"outbound connection to {target} refused: {reason}")
+
+
+class Rejected(WasmletError):
+    """A request refused before it reaches a guest.
+
+    ``status`` and ``cause`` are for the response (``X-Wasmlet-Error``), and
+    ``retry_after`` (seconds) for its ``Retry-After`` header: use
+    ``retry_after_header`` to get the integer the header needs.
+    """
+
+    status = 503
+    cause = "rejected"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(0.0, retry_after)
+
+    @property
+    def retry_after_header(self) -> bytes:
+        """``Retry-After`` is whole seconds (RFC 9110, section 10.2.3); round up, at least 1."""
+        return str(max(1, math.ceil(self.retry_after))).encode()
+
+
+class RateLimited(Rejected):
+    status = 429
+    cause = "rate-limited"
+
+
+class Overloaded(Rejected):
+    status = 503
+    cause = "overloaded"
+
+
+class CircuitOpen(Rejected):
+    status = 503
+    cause = "circuit-open"
+
+
+class StateError(WasmletError):
+    """The control-plane state refuses an operation (bad input, or not possible in the app's state)."""
+
+
+class UnknownApp(StateError):
+    """No app of that name is deployed."""
+
+    def __init__(self, app: str) -> None:
+        super().__init__(f"no app named {app!r} is deployed")
+        self.app = app
+
+
+class UnknownVersion(StateError):
+    """No version with that id exists."""
+
+    def __init__(self, version_id: int) -> None:
+        super().__init__(f"no version {version_id}")
+        self.version_id = version_id
+
+
+class NoCanary(StateError):
+    """``promote`` or ``abort`` on an app that has no canary."""
+
+    def __init__(self, app: str) -> None:
+        super().__init__(f"app {app!r} has no canary")
+        self.app = app
+
+
+class NothingToRollBack(StateError):
+    """``rollback`` on an app that has no previous version."""
+
+    def __init__(self, app: str) -> None:
+        super().__init__(f"app {app!r} has no previous version to roll back to")
+        self.app = app
+
+
+class StateLocked(StateError):
+    """Another process holds the state directory."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(f"state directory {directory} is in use by another process (its lock file is held)")
+        self.directory = directory
+
+
+class AdminError(WasmletError):
+    """The admin API answered with an error (``status`` 4xx/5xx), or could not be reached (``status`` 0)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(message if status == 0 else f"admin API error {status}: {message}")

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ._deploy import plan_for_module
 from ._errors import ConfigError, GuestError
+from .control import plan_for_module
 from .guest import CgiRequest
 from .server import Host
 

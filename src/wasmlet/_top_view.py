@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 
 from ._errors import ConfigError
-from .telemetry._top import AppRow, Scrape, parse_scrape, summarize
+from .telemetry import AppRow, Scrape, parse_scrape, summarize
 
 __all__ = ["render", "run_top"]
 

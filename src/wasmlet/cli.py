@@ -77,12 +77,11 @@ def serve(ctx: click.Context, manifests: tuple[Path, ...], listen: str, workers:
     from ._multiproc import prepare_metrics_dir
 
     prepare_metrics_dir()  # before prometheus_client is imported by what follows
-    from .control import StateStore
-    from .control._plane import ControlPlane, default_state_dir
-    from .engine import EngineSettings, default_cache_dir
-    from .manifest import parse_quantity
+    from ._serve import serve as run_server
+    from .control import ControlPlane, StateStore, default_state_dir
+    from .engine import default_cache_dir
+    from .plan import EngineSettings, parse_quantity
     from .server import ServeSettings, parse_listen
-    from .server import serve as run_server
 
     try:
         host, port = parse_listen(listen)
@@ -98,14 +97,14 @@ def serve(ctx: click.Context, manifests: tuple[Path, ...], listen: str, workers:
                                  watchdog_interval=watchdog_interval, **kwargs)
         trust = None
         if trust_dir is not None:
-            from .security import TrustStore
+            from .signing import TrustStore
 
             trust = TrustStore.from_dir(trust_dir)
         state_dir = state_dir or default_state_dir()
         control = ControlPlane(StateStore(state_dir), EngineSettings(), cache_dir or default_cache_dir(), trust)
         if manifests:
             control.deploy_files(list(manifests))
-        if not control.state.apps():
+        if not control.has_apps():
             click.echo("wasmlet: no apps yet; deploy some with `wasmlet deploy MANIFEST`", err=True)
     except WasmletError as exc:
         _fail(exc)
@@ -116,7 +115,7 @@ def serve(ctx: click.Context, manifests: tuple[Path, ...], listen: str, workers:
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(manifests: tuple[str, ...]) -> None:
     """Check manifests without deploying anything."""
-    from .manifest import assign_routes, load_manifest
+    from .plan import assign_routes, load_manifest
 
     try:
         specs = [spec for path in manifests for spec in load_manifest(path)]
@@ -132,7 +131,8 @@ def validate(manifests: tuple[str, ...]) -> None:
 @_cache_option
 def compile(modules: tuple[Path, ...], cache_dir: Path | None) -> None:  # noqa: A001 - the verb users type
     """Precompile modules into the cache (AOT), ahead of any deploy."""
-    from .engine import EngineSettings, ModuleCache, build_engine
+    from .engine import ModuleCache, build_engine
+    from .plan import EngineSettings
 
     settings = EngineSettings()
     engine = build_engine(settings.__class__(**{**settings.__dict__, "pool_instances": 4}))
@@ -190,8 +190,8 @@ _insecure_option = click.option(
 @_cache_option
 def push(module: Path, reference: str, insecure: bool, cache_dir: Path | None) -> None:
     """Push MODULE as a Wasm OCI artifact to oci://HOST[:PORT]/REPO[:TAG]."""
-    from .engine import default_cache_dir
-    from .registry import BlobStore, push_module
+    from .engine import BlobStore, default_cache_dir
+    from .registry import push_module
 
     try:
         pushed = push_module(module.read_bytes(), reference, blobs=BlobStore(cache_dir or default_cache_dir()),
@@ -210,8 +210,8 @@ def push(module: Path, reference: str, insecure: bool, cache_dir: Path | None) -
 @_cache_option
 def pull(reference: str, output: Path | None, insecure: bool, cache_dir: Path | None) -> None:
     """Pull oci://HOST[:PORT]/REPO[:TAG|@sha256:DIGEST] into the local store."""
-    from .engine import default_cache_dir
-    from .registry import BlobStore, pull_module
+    from .engine import BlobStore, default_cache_dir
+    from .registry import pull_module
 
     try:
         pulled = pull_module(reference, BlobStore(cache_dir or default_cache_dir()), insecure=insecure)
@@ -275,7 +275,7 @@ def _print_lines(lines: list[str]) -> None:
 @click.option("--name", required=True, help="File name stem: NAME.key (secret) and NAME.pub.")
 def keygen(directory: Path, name: str) -> None:
     """Create an Ed25519 key pair (a trust root's or a publisher's)."""
-    from .security import keygen_command
+    from .signing import keygen_command
 
     try:
         _print_lines(keygen_command(directory, name))
@@ -295,7 +295,7 @@ def keygen(directory: Path, name: str) -> None:
 def certify(root_key: Path, publisher_pub: Path, scope: tuple[str, ...], not_after: str, subject: str,
             output: Path) -> None:
     """Certify a publisher key with a trust root's key."""
-    from .security import certify_command
+    from .signing import certify_command
 
     try:
         _print_lines(certify_command(root_key, publisher_pub, list(scope), not_after, output, subject))
@@ -313,7 +313,7 @@ def certify(root_key: Path, publisher_pub: Path, scope: tuple[str, ...], not_aft
               help="Where to write the signed module (default: in place).")
 def sign(module: Path, key: Path, cert: Path | None, output: Path | None) -> None:
     """Sign a module (a `signature` custom section, as wasmsign2 writes it)."""
-    from .security import sign_command
+    from .signing import sign_command
 
     try:
         _print_lines(sign_command(module, key, cert, output))
@@ -327,7 +327,7 @@ def sign(module: Path, key: Path, cert: Path | None, output: Path | None) -> Non
 @click.option("--subject", required=True, help="What the module is deployed as: app/component or host/repo.")
 def verify(module: Path, trust_dir: Path, subject: str) -> None:
     """Check a module's signature chain against a trust folder."""
-    from .security import verify_command
+    from .signing import verify_command
 
     try:
         _print_lines(verify_command(module, trust_dir, subject))
@@ -348,8 +348,7 @@ def _admin_options(function: Callable[..., None]) -> Callable[..., None]:
 
 
 def _client(admin_url: str, token: str | None, state_dir: Path | None) -> AdminClient:
-    from .control import AdminClient, default_token
-    from .control._plane import default_state_dir
+    from .control import AdminClient, default_state_dir, default_token
 
     return AdminClient(admin_url, token or default_token(state_dir or default_state_dir()))
 

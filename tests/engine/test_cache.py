@@ -9,7 +9,8 @@ import pytest
 import wasmtime
 
 from wasmlet import CacheError, ModuleError
-from wasmlet.engine import EngineSettings, ModuleCache, build_engine, sha256_hex
+from wasmlet.engine import ModuleCache, build_engine, sha256_hex
+from wasmlet.plan import EngineSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = (ROOT / "examples" / "hello" / "hello.wasm").read_bytes()

@@ -26,9 +26,10 @@ from wasmlet._errors import (
     MalformedResponse,
     ModuleError,
 )
-from wasmlet.engine import EngineSettings, EpochTicker, build_engine
+from wasmlet.engine import EpochTicker, build_engine
 from wasmlet.guest import CgiRequest, GuestLimits, WagiHandler
 from wasmlet.guest._component import ComponentHandler, build_component_linker, find_run_export
+from wasmlet.plan import EngineSettings
 
 GUESTS = Path(__file__).resolve().parents[1] / "guests" / "components"
 LIMITS = GuestLimits(memory=4 << 20, timeout=0.5, max_response=256 * 1024)

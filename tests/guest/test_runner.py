@@ -18,7 +18,7 @@ from wasmlet import (
     MalformedResponse,
     ModuleError,
 )
-from wasmlet._deploy import plan_for_module
+from wasmlet.control import plan_for_module
 from wasmlet.guest import CgiRequest, WagiHandler
 from wasmlet.server import Host
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from wasmlet import ModuleSourceError, UnsupportedSchemeError
-from wasmlet.manifest import parse_manifest
-from wasmlet.registry import BlobStore, fetch_module
+from wasmlet.engine import BlobStore
+from wasmlet.plan import parse_manifest
+from wasmlet.registry import fetch_module
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = (ROOT / "examples" / "hello" / "hello.wasm").read_bytes()

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.conftest import deploy_plan
 
 from wasmlet import RegistryError
-from wasmlet._deploy import build_plan
-from wasmlet.registry import BlobStore, pull_module, push_module
+from wasmlet.engine import BlobStore
+from wasmlet.registry import pull_module, push_module
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = (ROOT / "examples" / "hello" / "hello.wasm").read_bytes()
@@ -122,7 +123,7 @@ def test_deploy_from_oci_module_url(registry: Any, tmp_path: Path, isolated: Pat
     pushed = push_module(HELLO, registry.ref("deploy/hello:v1"))
     manifest = _manifest(tmp_path / "app.yaml", registry.ref("deploy/hello:v1"))
     with caplog.at_level(logging.INFO):
-        plan = build_plan([manifest], cache_dir=isolated)
+        plan = deploy_plan([manifest], cache_dir=isolated)
     # What gets recorded is the module's sha256; the manifest digest it came from is logged.
     assert plan.components[0].digest == HELLO_HEX
     assert any(pushed.manifest_digest in r.getMessage() and "resolved" in r.getMessage() for r in caplog.records)
@@ -132,12 +133,12 @@ def test_deploy_from_oci_module_url(registry: Any, tmp_path: Path, isolated: Pat
 def test_deploy_pinned_by_digest_and_module_digest(registry: Any, tmp_path: Path, isolated: Path) -> None:
     pushed = push_module(HELLO, registry.ref("pinned/hello:v1"))
     url = f"{registry.ref('pinned/hello')}@{pushed.manifest_digest}"
-    plan = build_plan([_manifest(tmp_path / "ok.yaml", url, moduleDigest=f"sha256:{HELLO_HEX}")], cache_dir=isolated)
+    plan = deploy_plan([_manifest(tmp_path / "ok.yaml", url, moduleDigest=f"sha256:{HELLO_HEX}")], cache_dir=isolated)
     assert plan.components[0].digest == HELLO_HEX
 
     wrong = "sha256:" + "0" * 64
     with pytest.raises(RegistryError, match="moduleDigest pins") as info:
-        build_plan([_manifest(tmp_path / "bad.yaml", registry.ref("pinned/hello:v1"), moduleDigest=wrong)],
+        deploy_plan([_manifest(tmp_path / "bad.yaml", registry.ref("pinned/hello:v1"), moduleDigest=wrong)],
                    cache_dir=tmp_path / "other-cache")
     assert "component oci/hello" in str(info.value)
 
@@ -161,7 +162,7 @@ def test_seed_manifest_deploys_from_the_registry(registry: Any, tmp_path: Path, 
         })
     seed = tmp_path / "app.yaml"
     seed.write_text(text, encoding="utf-8")
-    plan = build_plan([seed], cache_dir=isolated)
+    plan = deploy_plan([seed], cache_dir=isolated)
     (component,) = plan.components
     assert component.spec.qualified_name == "image-processor/resizer"
     assert component.spec.memory_limit == 128 * 1024 * 1024

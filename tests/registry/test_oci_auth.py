@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from wasmlet import RegistryAuthError
-from wasmlet.registry import BlobStore, Credentials, login, pull_module, push_module
+from wasmlet.engine import BlobStore
+from wasmlet.registry import Credentials, login, pull_module, push_module
 from wasmlet.registry._auth import load_credentials, parse_challenge
 from wasmlet.registry._client import RegistryClient
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.conftest import deploy_plan
 
 from wasmlet import ModuleError, ModuleSourceError, RegistryError
-from wasmlet._deploy import build_plan
-from wasmlet.registry import BlobStore, pull_module, push_module
+from wasmlet.engine import BlobStore
+from wasmlet.registry import pull_module, push_module
 from wasmlet.registry._client import RegistryClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,7 +124,7 @@ def test_not_found(registry: Any, isolated: Path, tmp_path: Path, store_files: C
                                  "properties": {"moduleURL": registry.ref("bad/absent:v1")}}]},
     }))
     with pytest.raises(RegistryError) as info:
-        build_plan([app], cache_dir=isolated)
+        deploy_plan([app], cache_dir=isolated)
     assert str(info.value).startswith(f"{app}: component shop/cart: {registry.ref('bad/absent:v1')}:")
     _nothing_written(isolated, store_files)
 

@@ -13,9 +13,10 @@ from typing import Any
 import oras.client
 import pytest
 import yaml
+from tests.conftest import deploy_plan
 
-from wasmlet._deploy import build_plan
-from wasmlet.registry import BlobStore, pull_module, push_module
+from wasmlet.engine import BlobStore
+from wasmlet.registry import pull_module, push_module
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO_PATH = ROOT / "examples" / "hello" / "hello.wasm"
@@ -55,7 +56,7 @@ def test_artifact_pushed_by_oras_deploys(registry: Any, oras_push: Callable[...,
         "spec": {"components": [{"name": "hello", "type": "wasm", "properties": {
             "moduleURL": registry.ref("interop/hello:v1"), "memoryLimit": "16Mi"}}]},
     }))
-    plan = build_plan([app], cache_dir=isolated)
+    plan = deploy_plan([app], cache_dir=isolated)
     assert plan.components[0].digest == HELLO_HEX
     assert serve_once(plan, "interop/hello") == b"Hello, world!\n"
 

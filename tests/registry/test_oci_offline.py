@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.conftest import deploy_plan
 
 from wasmlet import RegistryError
-from wasmlet._deploy import build_plan
-from wasmlet.registry import BlobStore, pull_module, push_module
+from wasmlet.engine import BlobStore
+from wasmlet.registry import pull_module, push_module
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = (ROOT / "examples" / "hello" / "hello.wasm").read_bytes()
@@ -35,13 +36,13 @@ def test_pulled_module_deploys_with_the_registry_down(
     pushed = push_module(HELLO, fresh_registry.ref("edge/hello:v1"))
     push_module(HELLO, fresh_registry.ref("edge/never:v1"))
     manifest = _manifest(tmp_path / "app.yaml", fresh_registry.ref("edge/hello:v1"))
-    online = build_plan([manifest], cache_dir=isolated)
+    online = deploy_plan([manifest], cache_dir=isolated)
     assert online.components[0].digest == HELLO_HEX
 
     fresh_registry.stop()
     before = store_files(isolated)
     with caplog.at_level(logging.WARNING):
-        offline = build_plan([manifest], cache_dir=isolated)
+        offline = deploy_plan([manifest], cache_dir=isolated)
     assert offline.components[0].digest == HELLO_HEX
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("registry is unreachable" in w and pushed.manifest_digest in w for w in warnings), warnings
@@ -51,13 +52,13 @@ def test_pulled_module_deploys_with_the_registry_down(
     caplog.clear()
     pinned = _manifest(tmp_path / "pinned.yaml", f"{fresh_registry.ref('edge/hello')}@{pushed.manifest_digest}")
     with caplog.at_level(logging.WARNING):
-        assert build_plan([pinned], cache_dir=isolated).components[0].digest == HELLO_HEX
+        assert deploy_plan([pinned], cache_dir=isolated).components[0].digest == HELLO_HEX
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
     # A tag that was pushed but never pulled here has no local copy.
     never = _manifest(tmp_path / "never.yaml", fresh_registry.ref("edge/never:v1"))
     with pytest.raises(RegistryError) as info:
-        build_plan([never], cache_dir=isolated)
+        deploy_plan([never], cache_dir=isolated)
     message = str(info.value)
     assert fresh_registry.ref("edge/never:v1") in message
     assert "cannot connect" in message and "never pulled" in message

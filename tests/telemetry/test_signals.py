@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from wasmlet.telemetry import CpuStreaks, GrowthMeter
-from wasmlet.telemetry._top import parse_scrape, quantile, summarize
+from wasmlet.telemetry import CpuStreaks, GrowthMeter, parse_scrape, quantile, summarize
 
 
 def test_cpu_streak_fires_on_the_third_in_a_row() -> None:

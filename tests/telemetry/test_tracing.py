@@ -17,9 +17,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from tests.conftest import EXAMPLES, Server, write_manifest
+from tests.conftest import EXAMPLES, Server, deploy_plan, write_manifest
 
-from wasmlet._deploy import build_plan
 from wasmlet.server import WasmletApp
 from wasmlet.telemetry import RequestTelemetry, tracing_requested
 
@@ -33,7 +32,7 @@ def test_request_span_tree(tmp_path: Path) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = WasmletApp(build_plan([manifest]), threads=2, telemetry=RequestTelemetry(provider))
+    app = WasmletApp(deploy_plan([manifest]), threads=2, telemetry=RequestTelemetry(provider))
     app.startup()
     try:
         async def call() -> httpx.Response:

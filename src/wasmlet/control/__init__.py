@@ -1,32 +1,36 @@
-"""The control plane: durable app state (SQLite), the admin API's client and its OpenAPI document.
+"""The control side: what a host should serve, decided, checked and kept.
 
-Exceptions (all ``wasmlet.WasmletError``)::
+- ``ControlPlane``, its one public face: deploy, roll back, promote, abort,
+  delete, describe; every change is prepared, committed, then published;
+- prepare (``_prepare``): fetch, verify signatures, compile, trial-link;
+- the durable state (``_state``, SQLite);
+- the admin API (``_admin``) and its client (``_client``).
 
-    StateError                  the state store refuses an operation (bad input, or not possible now)
-     +-- UnknownApp             no app of that name is deployed
-     +-- UnknownVersion         no version with that id
-     +-- NoCanary               promote/abort without a canary
-     +-- NothingToRollBack      rollback without a previous version
-     +-- StateLocked            another process holds the state directory
-    AdminError                  the admin API answered 4xx/5xx (``status``), or is unreachable (status 0)
+Its errors (``StateError`` and below, ``AdminError``) are in ``wasmlet._errors``.
 """
 
 from __future__ import annotations
 
-from ._client import TOKEN_FILE, AdminClient, AdminError, default_token, token_file_create
+from .._errors import (
+    AdminError,
+    NoCanary,
+    NothingToRollBack,
+    StateError,
+    StateLocked,
+    UnknownApp,
+    UnknownVersion,
+)
+from ._admin import AdminServer
+from ._client import TOKEN_FILE, AdminClient, default_token, token_file_create
 from ._openapi import openapi
+from ._plane import ControlPlane, default_state_dir
+from ._prepare import plan_for_module, prepare
 from ._state import (
     SCHEMA_VERSION,
     AppState,
     DeployItem,
     DeployResult,
-    NoCanary,
-    NothingToRollBack,
-    StateError,
-    StateLocked,
     StateStore,
-    UnknownApp,
-    UnknownVersion,
     Version,
     parse_canary_header,
     validate_app_name,
@@ -37,7 +41,9 @@ __all__ = [
     "TOKEN_FILE",
     "AdminClient",
     "AdminError",
+    "AdminServer",
     "AppState",
+    "ControlPlane",
     "DeployItem",
     "DeployResult",
     "NoCanary",
@@ -48,9 +54,12 @@ __all__ = [
     "UnknownApp",
     "UnknownVersion",
     "Version",
+    "default_state_dir",
     "default_token",
     "openapi",
     "parse_canary_header",
+    "plan_for_module",
+    "prepare",
     "token_file_create",
     "validate_app_name",
 ]

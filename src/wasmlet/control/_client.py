@@ -12,20 +12,11 @@ from urllib.parse import quote
 
 import httpx
 
-from .._errors import ConfigError, WasmletError
+from .._errors import AdminError, ConfigError
 
 __all__ = ["TOKEN_FILE", "AdminClient", "AdminError", "default_token", "token_file_create"]
 
 TOKEN_FILE = "admin-token"
-
-
-class AdminError(WasmletError):
-    """The admin API answered with an error (``status`` 4xx/5xx), or could not be reached (``status`` 0)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(message if status == 0 else f"admin API error {status}: {message}")
 
 
 class AdminClient:

@@ -15,20 +15,28 @@ its previous one (so a rollback needs no compile and no load) and its canary.
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .._deploy import Plan, PlannedComponent, Slot, prepare, spec_from_dict
-from ..engine import EngineSettings
-from ..manifest import ComponentSpec, assign_routes, load_manifest, parse_manifest
-from ..registry import BlobStore
-from ..security import SignatureError, TrustStore, module_subject, verify_module
+from .._errors import SignatureError
+from ..engine import BlobStore
+from ..plan import (
+    ComponentSpec,
+    EngineSettings,
+    Plan,
+    PlannedComponent,
+    Slot,
+    assign_routes,
+    load_manifest,
+    parse_manifest,
+)
+from ..signing import TrustStore, module_subject, verify_module
+from ._prepare import prepare
 from ._state import AppState, DeployItem, StateStore, Version
 
 __all__ = ["ControlPlane", "default_state_dir"]
@@ -48,17 +56,22 @@ def default_state_dir() -> Path:
 
 
 def _spec(version: Version) -> ComponentSpec:
-    return spec_from_dict(json.loads(version.spec_json))
+    return ComponentSpec.from_json(version.spec_json)
 
 
 class ControlPlane:
+    """The one public face of the control side: read the apps, change them, publish the plan.
+
+    The admin API and the CLI call these methods and nothing below them.
+    """
+
     def __init__(self, state: StateStore, settings: EngineSettings, cache_dir: Path,
                  trust: TrustStore | None = None) -> None:
         self.state = state
         self.settings = settings
         self.cache_dir = cache_dir
         self.trust = trust
-        self.publish: Publisher | None = None  # set once workers exist
+        self._publish_to: Publisher | None = None  # the workers' supervisor, while it serves
         self._lock = threading.Lock()  # one change at a time
         self._blocked: dict[int, str] = {}  # version id -> why its signature no longer holds
         self._generation = 0
@@ -83,6 +96,27 @@ class ControlPlane:
         # changes the plan without changing the state, so the plan has its own counter.
         self._generation = max(self._generation + 1, self.state.generation())
         return Plan(tuple(components), self.settings, str(self.cache_dir), tuple(slots), self._generation)
+
+    @contextlib.contextmanager
+    def publishing_to(self, publish: Publisher) -> Iterator[None]:
+        """While the block runs, every committed change is published with ``publish`` (the supervisor's)."""
+        self._publish_to = publish
+        try:
+            yield
+        finally:
+            self._publish_to = None
+
+    def has_apps(self) -> bool:
+        return bool(self.state.apps())
+
+    def apps(self, degraded: Mapping[str, bool] | None = None) -> list[dict[str, Any]]:
+        """Every app as the admin API shows it; ``degraded`` is the watchdog's view, by app name."""
+        degraded = degraded or {}
+        return [self.describe(app, degraded.get(app.app, False)) for app in self.state.apps()]
+
+    def app(self, name: str, degraded: bool = False) -> dict[str, Any]:
+        """One app; raises ``UnknownApp``."""
+        return self.describe(self.state.app(name), degraded)
 
     def describe(self, app: AppState, degraded: bool = False) -> dict[str, Any]:
         spec = _spec(app.stable)
@@ -119,7 +153,7 @@ class ControlPlane:
             routed = [s for s in assign_routes([*others, *specs]) if s.qualified_name in names]
             prepared = prepare(routed, self.settings, self.cache_dir, self.trust)
             items = [
-                DeployItem(p.spec.qualified_name, json.dumps(dataclasses.asdict(p.spec)), p.digest, p.component)
+                DeployItem(p.spec.qualified_name, p.spec.to_json(), p.digest, p.component)
                 for p in prepared
             ]
             results = self.state.deploy(items, canary_weight, canary_header)
@@ -180,5 +214,5 @@ class ControlPlane:
             return True
 
     def _publish(self) -> None:
-        if self.publish is not None:
-            self.publish(self.plan())
+        if self._publish_to is not None:
+            self._publish_to(self.plan())

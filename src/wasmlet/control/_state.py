@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .._errors import WasmletError
+from .._errors import NoCanary, NothingToRollBack, StateError, StateLocked, UnknownApp, UnknownVersion
 
 __all__ = [
     "AppState",
@@ -53,50 +53,6 @@ __all__ = [
     "parse_canary_header",
     "validate_app_name",
 ]
-
-
-class StateError(WasmletError):
-    """The control-plane state refuses an operation (bad input, or not possible in the app's state)."""
-
-
-class UnknownApp(StateError):
-    """No app of that name is deployed."""
-
-    def __init__(self, app: str) -> None:
-        super().__init__(f"no app named {app!r} is deployed")
-        self.app = app
-
-
-class UnknownVersion(StateError):
-    """No version with that id exists."""
-
-    def __init__(self, version_id: int) -> None:
-        super().__init__(f"no version {version_id}")
-        self.version_id = version_id
-
-
-class NoCanary(StateError):
-    """``promote`` or ``abort`` on an app that has no canary."""
-
-    def __init__(self, app: str) -> None:
-        super().__init__(f"app {app!r} has no canary")
-        self.app = app
-
-
-class NothingToRollBack(StateError):
-    """``rollback`` on an app that has no previous version."""
-
-    def __init__(self, app: str) -> None:
-        super().__init__(f"app {app!r} has no previous version to roll back to")
-        self.app = app
-
-
-class StateLocked(StateError):
-    """Another process holds the state directory."""
-
-    def __init__(self, directory: Path) -> None:
-        super().__init__(f"state directory {directory} is in use by another process (its lock file is held)")
-        self.directory = directory
 
 
 @dataclasses.dataclass(frozen=True)

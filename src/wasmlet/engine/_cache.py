@@ -26,7 +26,7 @@ import wasmtime.component
 
 from .._errors import CacheError, ModuleError
 from .._files import atomic_write
-from ._settings import EngineSettings
+from ..plan import EngineSettings
 
 __all__ = ["ModuleCache", "default_cache_dir", "is_component", "sha256_hex"]
 

@@ -7,7 +7,7 @@ import threading
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from ._settings import EngineSettings
+from ..plan import EngineSettings
 
 __all__ = ["EpochTicker", "build_engine"]
 

@@ -1,21 +1,50 @@
-"""Guest ABIs: WAGI (CGI over WASI preview 1)."""
+"""Guest ABIs and their sandbox: how one request runs in one fresh instance.
 
+- ABIs: WAGI (CGI over WASI preview 1; ``_wagi`` is the pure CGI mapping,
+  ``_runner`` runs it) and ``wasi:cli`` components (``_component``);
+- the sandbox: the import whitelist checked at deploy and the directories an
+  instance gets (``_imports``), the egress check after DNS (``_egress``), and
+  the ``wasi_experimental_http`` host functions behind it (``_wasi_http``).
+"""
+
+from ._component import ComponentHandler, build_component_linker, find_run_export
+from ._egress import CheckedTarget, Resolver, resolve_and_check, system_resolver
 from ._handlers import Handler, Linkers, build_handler
+from ._imports import Preopen, check_imports, offending_imports, preopens
 from ._runner import GuestLimits, GuestResult, GuestStats, WagiHandler, check_module
+from ._stdio import remove_scratch_root, scratch_files
 from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
+from ._wasi_http import HttpError, OutboundContext, define_wasi_http, outbound_context
 
 __all__ = [
     "CgiRequest",
     "CgiResponse",
+    "CheckedTarget",
+    "ComponentHandler",
     "GuestLimits",
-    "Handler",
-    "Linkers",
     "GuestResult",
     "GuestStats",
+    "Handler",
+    "HttpError",
+    "Linkers",
+    "OutboundContext",
+    "Preopen",
+    "Resolver",
     "WagiHandler",
     "build_argv",
+    "build_component_linker",
     "build_environment",
     "build_handler",
+    "check_imports",
     "check_module",
+    "define_wasi_http",
+    "find_run_export",
+    "offending_imports",
+    "outbound_context",
     "parse_cgi_response",
+    "preopens",
+    "remove_scratch_root",
+    "resolve_and_check",
+    "scratch_files",
+    "system_resolver",
 ]

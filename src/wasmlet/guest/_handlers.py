@@ -7,11 +7,12 @@ from typing import Protocol
 import wasmtime
 import wasmtime.component
 
-from ..manifest import ComponentSpec
-from ..security import Capabilities, check_imports, define_wasi_http
+from ..plan import ComponentSpec
 from ._component import ComponentHandler
+from ._imports import check_imports, preopens
 from ._runner import GuestLimits, GuestResult, WagiHandler, check_module
 from ._wagi import CgiRequest
+from ._wasi_http import define_wasi_http
 
 __all__ = ["Handler", "Linkers", "build_handler"]
 
@@ -59,8 +60,8 @@ def build_handler(
         return ComponentHandler(name=name, engine=linkers.engine, component=compiled, limits=limits, route=spec.route,
                                 environment=spec.environment, argv=spec.argv, linker=linkers.component)
     check_module(compiled, spec.entrypoint, spec.memory_limit, name)
-    capabilities = Capabilities.model_validate_json(spec.capabilities)
+    capabilities = spec.capabilities
     check_imports(compiled, capabilities, name)  # deny by default: only what a WAGI handler needs
     return WagiHandler(name=name, engine=linkers.engine, linker=linkers.core, module=compiled, limits=limits,
                        route=spec.route, environment=spec.environment, entrypoint=spec.entrypoint, argv=spec.argv,
-                       preopens=capabilities.preopens(spec.base_dir), outbound=capabilities.outbound)
+                       preopens=preopens(capabilities, spec.base_dir), outbound=capabilities.outbound)

@@ -28,10 +28,12 @@ from .._errors import (
     GuestTrap,
     ModuleError,
 )
-from ..security import AllowedHost, OutboundContext, Preopen, outbound_context
+from ..plan import AllowedHost
 from . import _capi as capi
+from ._imports import Preopen
 from ._stdio import ScratchFiles, scratch_files
 from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
+from ._wasi_http import OutboundContext, outbound_context
 
 log = logging.getLogger("wasmlet.guest")
 

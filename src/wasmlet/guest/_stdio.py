@@ -18,7 +18,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["ScratchFiles", "scratch_files"]
+__all__ = ["ScratchFiles", "remove_scratch_root", "scratch_files"]
 
 _local = threading.local()
 _root_lock = threading.Lock()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ModuleError, ModuleSourceError, RegistryError
+from ..engine import BlobStore
 from ._artifact import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -39,7 +40,6 @@ from ._artifact import (
     wasm_layer,
 )
 from ._auth import Credentials, store_credentials
-from ._blobs import BlobStore
 from ._client import RegistryClient, Unreachable
 from ._index import TagIndex
 from ._reference import Reference, parse_reference, registry_hostname

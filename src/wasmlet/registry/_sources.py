@@ -16,8 +16,8 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from .._errors import ModuleSourceError, UnsupportedSchemeError
-from ..manifest import ComponentSpec
-from ._blobs import BlobStore
+from ..engine import BlobStore
+from ..plan import ComponentSpec
 from ._reference import is_loopback
 
 __all__ = ["FetchedModule", "fetch_module"]

@@ -1,20 +1,46 @@
-"""The HTTP server: routing, the ASGI app, workers and their supervisor."""
+"""The worker side's HTTP server and admission, and the supervisor that runs its workers.
 
-from ._asgi import HEALTH_PATH, READY_PATH, WasmletApp
+- serving: the pure ``Router``, the ASGI app, the runtime ``Host`` of a plan,
+  worker processes and their ``Supervisor`` (shared socket, drain, restarts,
+  memory watchdog, plan hand-over);
+- admission, in front of the guests: token buckets per client and per app,
+  the per-app concurrency limit and queue (``_ratelimit``), and the CPU
+  circuit breaker (``_breaker``), bundled per app by ``_guard``.
+
+It never imports the control side: a plan is all it is given.
+"""
+
+from ._asgi import HEALTH_PATH, METRICS_ENV, PLAN_ENV, READY_PATH, THREADS_ENV, WasmletApp
+from ._breaker import BreakerRegistry, BreakerSettings, CircuitBreaker, State, counts_as_failure
+from ._guard import AppGuard, Guards
 from ._host import App, Host
+from ._ratelimit import ConcurrencyLimiter, RateLimiter, client_key
 from ._router import Route, Router
-from ._serve import serve
 from ._settings import ServeSettings, parse_listen
+from ._supervisor import Supervisor
 
 __all__ = [
     "HEALTH_PATH",
+    "METRICS_ENV",
+    "PLAN_ENV",
     "READY_PATH",
+    "THREADS_ENV",
     "App",
+    "AppGuard",
+    "BreakerRegistry",
+    "BreakerSettings",
+    "CircuitBreaker",
+    "ConcurrencyLimiter",
+    "Guards",
     "Host",
+    "RateLimiter",
     "Route",
     "Router",
     "ServeSettings",
+    "State",
+    "Supervisor",
     "WasmletApp",
+    "client_key",
+    "counts_as_failure",
     "parse_listen",
-    "serve",
 ]

@@ -19,11 +19,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from .._deploy import Plan
-from .._errors import GuestError
+from .._errors import GuestError, Rejected
 from .._files import atomic_write
 from ..guest import CgiRequest, GuestResult, GuestStats
-from ..security import Rejected
+from ..plan import Plan
 from ..telemetry import CpuStreaks, RequestTelemetry
 from ._guard import Guards
 from ._host import App, Host

@@ -14,12 +14,9 @@ import logging
 import random
 from pathlib import Path
 
-from .._deploy import Plan, PlannedComponent, Slot
-from ..engine import EpochTicker, ModuleCache, build_engine
-from ..guest import Handler, Linkers, build_handler
-from ..guest._stdio import remove_scratch_root
-from ..manifest import ComponentSpec
-from ..registry import BlobStore
+from ..engine import BlobStore, EpochTicker, ModuleCache, build_engine
+from ..guest import Handler, Linkers, build_handler, remove_scratch_root
+from ..plan import ComponentSpec, Plan, PlannedComponent, Slot
 from ..telemetry import observe_cache
 from ._router import Route, Router
 

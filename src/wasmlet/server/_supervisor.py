@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from .._deploy import Plan
 from .._errors import ConfigError
 from .._files import atomic_write
+from ..plan import Plan
 from ..telemetry import GrowthMeter
 from ._settings import ServeSettings
 

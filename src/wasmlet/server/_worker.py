@@ -15,8 +15,8 @@ import sys
 
 import uvicorn
 
-from .._deploy import Plan
 from .._logging import configure_logging
+from ..plan import Plan
 from ..telemetry import RequestTelemetry, configure_tracing
 from ._asgi import WasmletApp
 

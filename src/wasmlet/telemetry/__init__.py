@@ -18,6 +18,7 @@ from ._metrics import (
     multiprocess_enabled,
 )
 from ._request import RequestTelemetry
+from ._top import AppRow, Scrape, parse_scrape, quantile, summarize
 from ._tracing import configure_tracing, format_traceparent, tracing_requested
 from ._watchdog import CpuStreaks, GrowthMeter
 
@@ -35,12 +36,17 @@ __all__ = [
     "RATE_LIMITED",
     "REQUESTS",
     "REQUEST_SECONDS",
+    "AppRow",
     "CpuStreaks",
     "GrowthMeter",
     "RequestTelemetry",
+    "Scrape",
     "configure_tracing",
     "format_traceparent",
     "multiprocess_enabled",
     "observe_cache",
+    "parse_scrape",
+    "quantile",
+    "summarize",
     "tracing_requested",
 ]

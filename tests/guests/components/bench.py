@@ -23,9 +23,10 @@ from pathlib import Path
 import wasmtime
 import wasmtime.component as wc
 
-from wasmlet.engine import EngineSettings, EpochTicker, build_engine
+from wasmlet.engine import EpochTicker, build_engine
 from wasmlet.guest import CgiRequest, GuestLimits, WagiHandler
 from wasmlet.guest._component import ComponentHandler, build_component_linker
+from wasmlet.plan import EngineSettings
 
 HERE = Path(__file__).resolve().parent
 LIMITS = GuestLimits(memory=16 << 20, timeout=5.0, max_response=1 << 20)

@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from wasmlet.security import ConcurrencyLimiter, Overloaded, RateLimited, RateLimiter, client_key
+from wasmlet import Overloaded, RateLimited
+from wasmlet.server import ConcurrencyLimiter, RateLimiter, client_key
 
 T = TypeVar("T")
 

@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._errors import (
+from .._errors import (
     KeyExpired,
     KeyFileError,
     KeyRevoked,

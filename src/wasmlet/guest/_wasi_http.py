@@ -54,8 +54,9 @@ from typing import Any
 import httpx
 import wasmtime
 
-from ._egress import AllowedHost, CheckedTarget, Resolver, parse_target, resolve_and_check, system_resolver
-from ._errors import EgressDenied
+from .._errors import EgressDenied
+from ..plan import AllowedHost, parse_target
+from ._egress import CheckedTarget, Resolver, resolve_and_check, system_resolver
 
 __all__ = [
     "MODULE",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wasmlet import GuestExit, GuestMemoryLimit, GuestTimeout, GuestTrap, MalformedResponse
-from wasmlet.security import BreakerRegistry, BreakerSettings, CircuitBreaker, State, counts_as_failure
+from wasmlet.server import BreakerRegistry, BreakerSettings, CircuitBreaker, State, counts_as_failure
 
 
 class Clock:

@@ -16,7 +16,7 @@ no directory and no outbound network. Each grant widens exactly one thing:
 The import list is a declaration check at deploy (a module that imports more
 than its grants is refused with the list); the enforcement at run time is
 what the runner gives the instance: no preopen unless ``files`` says so
-(``Capabilities.preopens``), and the egress policy in every outbound call.
+(``wasmlet.guest``), and the egress policy in every outbound call.
 
 Why each default import:
 
@@ -42,17 +42,11 @@ act on preopened sockets, which wasmlet never preopens).
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-import wasmtime
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .._errors import ConfigError
 from ._egress import AllowedHost, parse_allowed_hosts
-from ._errors import CapabilityError
 
 __all__ = [
     "ALL_WASI_P1",
@@ -64,10 +58,7 @@ __all__ = [
     "WASI_P1",
     "Capabilities",
     "FileMount",
-    "Preopen",
     "allowed_imports",
-    "check_imports",
-    "offending_imports",
 ]
 
 WASI_P1 = "wasi_snapshot_preview1"
@@ -107,7 +98,7 @@ HTTP_IMPORTS = frozenset({"req", "close", "header_get", "headers_get_all", "body
 class FileMount(BaseModel):
     """``{source: host dir, destination: guest path, writable: false}``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: str = Field(min_length=1)
     destination: str = "/"
@@ -121,15 +112,6 @@ class FileMount(BaseModel):
         if any(part in (".", "..") for part in value.split("/")) or "//" in value or "\0" in value:
             raise ValueError("expected a normalised guest path (no '.', '..' or empty segments)")
         return value.rstrip("/") or "/"
-
-
-@dataclasses.dataclass(frozen=True)
-class Preopen:
-    """One directory to give the instance: ``WasiConfig.preopen_dir(host, guest, fs_mutable=writable)``."""
-
-    host: str
-    guest: str
-    writable: bool
 
 
 class Capabilities(BaseModel):
@@ -149,19 +131,19 @@ class Capabilities(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=False, frozen=True)
 
-    files: list[FileMount] = Field(default_factory=list)
-    allowed_outbound_hosts: list[str] = Field(default_factory=list, alias="allowedOutboundHosts")
-    wasi_imports: list[str] = Field(default_factory=list, alias="wasiImports")
+    files: tuple[FileMount, ...] = ()
+    allowed_outbound_hosts: tuple[str, ...] = Field(default=(), alias="allowedOutboundHosts")
+    wasi_imports: tuple[str, ...] = Field(default=(), alias="wasiImports")
 
     @field_validator("allowed_outbound_hosts")
     @classmethod
-    def _hosts(cls, value: list[str]) -> list[str]:
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         parse_allowed_hosts(value)  # raises ValueError naming the bad entry
         return value
 
     @field_validator("wasi_imports")
     @classmethod
-    def _imports(cls, value: list[str]) -> list[str]:
+    def _imports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for entry in value:
             module, _, name = entry.rpartition("::")
             if not name or (module == "" and "::" in entry):
@@ -184,20 +166,6 @@ class Capabilities(BaseModel):
         """The parsed ``allowedOutboundHosts``, for ``_egress`` and ``_wasi_http``."""
         return parse_allowed_hosts(self.allowed_outbound_hosts)
 
-    def preopens(self, base_dir: str | Path) -> list[Preopen]:
-        """The directories to preopen, sources resolved against the manifest's directory.
-
-        Raises ``ConfigError`` for a source that is not an existing directory
-        (call it at deploy, so a typo fails before serving).
-        """
-        out = []
-        for mount in self.files:
-            host = (Path(base_dir) / mount.source).resolve()
-            if not host.is_dir():
-                raise ConfigError(f"files: {mount.source!r} ({host}) is not a directory")
-            out.append(Preopen(str(host), mount.destination, mount.writable))
-        return out
-
     def to_plain(self) -> dict[str, Any]:
         """JSON-able form (camelCase), for a plan; ``Capabilities.model_validate`` reads it back."""
         return self.model_dump(by_alias=True)
@@ -217,25 +185,3 @@ def allowed_imports(caps: Capabilities) -> frozenset[tuple[str, str]]:
         module, _, name = entry.rpartition("::")
         allowed.add((module or WASI_P1, name))
     return frozenset(allowed)
-
-
-def offending_imports(
-    imports: wasmtime.Module | Iterable[tuple[str, str]], allowed: frozenset[tuple[str, str]]
-) -> list[str]:
-    """The imports not in ``allowed``, as sorted ``module::name`` strings."""
-    pairs = (
-        [(i.module, i.name or "") for i in imports.imports] if isinstance(imports, wasmtime.Module) else imports
-    )
-    bad = {
-        f"{module}::{name}"
-        for module, name in pairs
-        if (module, name) not in allowed and (module, "*") not in allowed
-    }
-    return sorted(bad)
-
-
-def check_imports(module: wasmtime.Module, caps: Capabilities, name: str) -> None:
-    """Raise ``CapabilityError`` listing every import ``caps`` does not grant."""
-    bad = offending_imports(module, allowed_imports(caps))
-    if bad:
-        raise CapabilityError(name, bad)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ._errors import SignatureMalformed
+from .._errors import SignatureMalformed
 
 __all__ = ["Section", "custom_section", "encode_section", "parse_module", "read_u32", "u32"]
 

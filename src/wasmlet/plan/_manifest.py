@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..security import Capabilities
+from ._capabilities import Capabilities
 from ._quantity import parse_duration, parse_quantity
 
 __all__ = ["Application", "Component", "Concurrency", "EnvVar", "RateLimit", "WasmProperties"]
@@ -67,7 +67,7 @@ class EnvVar(BaseModel):
 class RateLimit(BaseModel):
     """Token buckets (requests per second, burst) per client address and for the whole app; 0 is unlimited."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     per_client: float = Field(default=0, ge=0, alias="perClient")
     per_client_burst: float = Field(default=0, ge=0, alias="perClientBurst")  # 0: twice the rate
@@ -78,7 +78,7 @@ class RateLimit(BaseModel):
 class Concurrency(BaseModel):
     """Guest instances of this app running at once in one worker, and requests allowed to wait for one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     max: int = Field(default=0, ge=0)  # 0: three quarters of the worker's guest threads
     queue: int = Field(default=256, ge=0)

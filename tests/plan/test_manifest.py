@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wasmlet import ManifestError
-from wasmlet.manifest import assign_routes, load_manifest, parse_duration, parse_manifest, parse_quantity
+from wasmlet.plan import assign_routes, load_manifest, parse_duration, parse_manifest, parse_quantity
 
 ROOT = Path(__file__).resolve().parents[2]
 

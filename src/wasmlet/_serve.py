@@ -1,4 +1,10 @@
-"""``wasmlet serve``: run a plan under the chosen HTTP server, with the admin listener."""
+"""``wasmlet serve``: the two sides of a host wired together in one process.
+
+The control side (``ControlPlane`` and its admin API) and the worker side
+(the ``Supervisor`` and its workers) never import each other; this module,
+above both, joins them: the control plane publishes plans to the supervisor,
+the admin API reads the supervisor's view of its workers.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .._deploy import Plan
-from .._multiproc import MULTIPROC_ENV
-from ..control._plane import ControlPlane
-from ._asgi import METRICS_ENV, PLAN_ENV, THREADS_ENV
-from ._settings import ServeSettings
+from ._multiproc import MULTIPROC_ENV
+from .control import ControlPlane
+from .plan import Plan
+from .server import METRICS_ENV, PLAN_ENV, THREADS_ENV, ServeSettings
 
 __all__ = ["serve"]
 
@@ -49,9 +54,8 @@ def serve(control: ControlPlane, settings: ServeSettings, log_level: str = "info
 
 def _serve_uvicorn(control: ControlPlane, settings: ServeSettings, log_level: str, metrics_dir: str,
                    state_dir: Path | None, watch: list[Path]) -> int:
-    from ..control import token_file_create
-    from ._admin import AdminServer
-    from ._supervisor import Supervisor
+    from .control import AdminServer, token_file_create
+    from .server import Supervisor
 
     plan = control.plan()
     log_dir = (state_dir / "logs") if state_dir is not None else None
@@ -64,18 +68,17 @@ def _serve_uvicorn(control: ControlPlane, settings: ServeSettings, log_level: st
         admin = AdminServer(settings.admin[0], settings.admin[1], metrics_dir, supervisor.worker_memory,
                             control, token, log_dir)
     supervisor.startup()
-    control.publish = supervisor.publish
     supervisor.on_tick = _housekeeping(control, watch)
-    try:
-        if admin is not None:
-            admin.start()
-        host, port = supervisor.address
-        _announce(plan, host, port, admin.address if admin else None)
-        return supervisor.serve()
-    finally:
-        control.publish = None
-        if admin is not None:
-            admin.stop()
+    with control.publishing_to(supervisor.publish):
+        try:
+            if admin is not None:
+                admin.start()
+            host, port = supervisor.address
+            _announce(plan, host, port, admin.address if admin else None)
+            return supervisor.serve()
+        finally:
+            if admin is not None:
+                admin.stop()
 
 
 def _housekeeping(control: ControlPlane, watch: list[Path]) -> Callable[[], None]:
@@ -108,8 +111,8 @@ def _housekeeping(control: ControlPlane, watch: list[Path]) -> Callable[[], None
 
 def _mtimes(manifest: Path) -> tuple[int, ...]:
     """mtimes of a manifest and of the local module files it names (missing: 0)."""
-    from ..manifest import load_manifest
-    from ..registry import local_module_path
+    from .plan import load_manifest
+    from .registry import local_module_path
 
     paths = [manifest]
     # An invalid edit: the manifest's own mtime is enough to notice the next one.

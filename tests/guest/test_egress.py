@@ -6,7 +6,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from wasmlet.security import EgressDenied, is_allowed, is_internal, parse_allowed_host, resolve_and_check
+from wasmlet import EgressDenied
+from wasmlet.guest import resolve_and_check
+from wasmlet.plan import is_allowed, is_internal, parse_allowed_host
 
 
 @pytest.mark.parametrize(("target", "patterns", "expected"), [

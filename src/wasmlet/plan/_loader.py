@@ -11,38 +11,10 @@ import yaml
 from pydantic import ValidationError
 
 from .._errors import ManifestError
-from ._model import Application
+from ._manifest import Application
+from ._spec import ComponentSpec
 
-__all__ = ["ComponentSpec", "assign_routes", "field_path", "load_manifest", "parse_manifest"]
-
-
-@dataclasses.dataclass(frozen=True)
-class ComponentSpec:
-    """One deployable component, as every other part of wasmlet sees it."""
-
-    app: str
-    name: str
-    module_url: str
-    module_digest: str | None
-    memory_limit: int
-    environment: tuple[tuple[str, str], ...]
-    route: str | None
-    host: str | None
-    timeout: float
-    entrypoint: str
-    argv: str
-    max_body_size: int
-    max_response_size: int
-    source: str  # the manifest file (or "<string>") this came from
-    base_dir: str  # where relative moduleURLs are resolved from
-    capabilities: str = "{}"  # security.Capabilities as JSON (camelCase), so the spec stays hashable
-    rate_limit: tuple[float, float, float, float] = (0, 0, 0, 0)  # per client rate, burst; per app rate, burst
-    max_concurrency: int = 0  # 0: the host's default
-    max_queue: int = 256
-
-    @property
-    def qualified_name(self) -> str:
-        return f"{self.app}/{self.name}"
+__all__ = ["assign_routes", "field_path", "load_manifest", "parse_manifest"]
 
 
 def field_path(loc: Sequence[int | str]) -> str:
@@ -137,11 +109,9 @@ def _to_spec(app: Application, component: Any, source: str, base_dir: str) -> Co
         max_response_size=props.max_response_size,
         source=source,
         base_dir=base_dir,
-        capabilities=props.capabilities.model_dump_json(by_alias=True),
-        rate_limit=(props.rate_limit.per_client, props.rate_limit.per_client_burst, props.rate_limit.per_app,
-                    props.rate_limit.per_app_burst),
-        max_concurrency=props.concurrency.max,
-        max_queue=props.concurrency.queue,
+        capabilities=props.capabilities,
+        rate_limit=props.rate_limit,
+        concurrency=props.concurrency,
     )
 
 

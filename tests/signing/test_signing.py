@@ -10,36 +10,40 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from wasmlet import ModuleError, WasmletError
-from wasmlet.security import (
-    Certificate,
+from wasmlet import (
     KeyExpired,
     KeyFileError,
-    KeyPair,
     KeyRevoked,
+    ModuleError,
     ModuleTampered,
     ModuleUnsigned,
     OutOfScope,
     SignatureError,
     SignatureMalformed,
-    TrustStore,
     TrustStoreError,
     UnknownRoot,
+    WasmletError,
+)
+from wasmlet.signing import (
+    Certificate,
+    KeyPair,
+    TrustStore,
     certify,
     certify_command,
+    custom_section,
     keygen,
     keygen_command,
     load_key_pair,
     load_public_key,
     module_subject,
+    parse_module,
     scope_matches,
     sign_command,
     sign_module,
     verify_command,
     verify_module,
 )
-from wasmlet.security._signing import CERTIFICATE_SECTION, SIGNATURE_SECTION, SignatureData
-from wasmlet.security._wasmbin import custom_section, parse_module
+from wasmlet.signing._signing import CERTIFICATE_SECTION, SIGNATURE_SECTION, SignatureData
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = (ROOT / "examples" / "hello" / "hello.wasm").read_bytes()

@@ -9,16 +9,9 @@ import pytest
 import wasmtime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from wasmlet import ConfigError, ModuleError
-from wasmlet.security import (
-    HANDLER_IMPORTS,
-    Capabilities,
-    CapabilityError,
-    Preopen,
-    allowed_imports,
-    check_imports,
-    offending_imports,
-)
+from wasmlet import CapabilityError, ConfigError, ModuleError
+from wasmlet.guest import Preopen, check_imports, offending_imports, preopens
+from wasmlet.plan import HANDLER_IMPORTS, Capabilities, allowed_imports
 
 ROOT = Path(__file__).resolve().parents[2]
 GUESTS = ROOT / "tests" / "guests"
@@ -137,7 +130,7 @@ def test_fits_into_wasm_properties() -> None:
     assert Properties.model_validate({"moduleURL": "x"}).capabilities == Capabilities()
     props = Properties.model_validate({"moduleURL": "x", "capabilities": {
         "allowedOutboundHosts": ["postgres://db.internal:5432"]}})
-    assert props.capabilities.allowed_outbound_hosts == ["postgres://db.internal:5432"]
+    assert props.capabilities.allowed_outbound_hosts == ("postgres://db.internal:5432",)
     with pytest.raises(ValidationError) as info:
         Properties.model_validate({"moduleURL": "x", "capabilities": {"allowedOutboundHost": []}})
     assert info.value.errors()[0]["loc"] == ("capabilities", "allowedOutboundHost")
@@ -146,9 +139,9 @@ def test_fits_into_wasm_properties() -> None:
 def test_preopens(tmp_path: Path) -> None:
     (tmp_path / "static").mkdir()
     grants = caps(files=[{"source": "static", "destination": "/static"}])
-    assert grants.preopens(tmp_path) == [Preopen(str(tmp_path / "static"), "/static", False)]
+    assert preopens(grants, tmp_path) == [Preopen(str(tmp_path / "static"), "/static", False)]
     with pytest.raises(ConfigError, match="is not a directory"):
-        caps(files=[{"source": "missing"}]).preopens(tmp_path)
+        preopens(caps(files=[{"source": "missing"}]), tmp_path)
 
 
 def test_a_read_only_preopen_is_read_only(tmp_path: Path) -> None:
@@ -164,7 +157,7 @@ def test_a_read_only_preopen_is_read_only(tmp_path: Path) -> None:
     linker = wasmtime.Linker(ENGINE)
     linker.define_wasi()
     wasi = wasmtime.WasiConfig()
-    [preopen] = caps(files=[{"source": "static", "destination": "/static"}]).preopens(tmp_path)
+    [preopen] = preopens(caps(files=[{"source": "static", "destination": "/static"}]), tmp_path)
     wasi.preopen_dir(preopen.host, preopen.guest, fs_mutable=preopen.writable)
     store.set_wasi(wasi)
     instance = linker.instantiate(store, wasmtime.Module(ENGINE, bytes(wasmtime.wat2wasm(wat))))

@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 
-from ._errors import Overloaded
+from .._errors import Overloaded
 
 __all__ = ["ConcurrencyLimiter", "RateLimiter", "TokenBucket", "client_key"]
 

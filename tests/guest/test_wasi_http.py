@@ -20,17 +20,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from wasmlet.engine import EngineSettings, EpochTicker, build_engine
-from wasmlet.guest import CgiRequest, GuestLimits, WagiHandler
-from wasmlet.security import (
-    Capabilities,
+from wasmlet.engine import EpochTicker, build_engine
+from wasmlet.guest import (
+    CgiRequest,
+    GuestLimits,
     OutboundContext,
+    WagiHandler,
     check_imports,
     define_wasi_http,
     outbound_context,
-    parse_allowed_hosts,
+    system_resolver,
 )
-from wasmlet.security._egress import system_resolver
+from wasmlet.plan import Capabilities, EngineSettings, parse_allowed_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
 GUEST = ROOT / "tests" / "guests" / "security" / "http_get.wasm"

@@ -11,8 +11,8 @@ import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._errors import KeyFileError
 from .._files import atomic_write
-from ._errors import KeyFileError
 from ._keys import keygen, load_key_pair, load_public_key
 from ._signing import Certificate, TrustStore, certify, sign_module, verify_module
 

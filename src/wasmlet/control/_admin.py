@@ -23,7 +23,8 @@ from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .._errors import ConfigError, ManifestError, WasmletError
+from .._errors import ConfigError, ManifestError, NoCanary, NothingToRollBack, StateError, UnknownApp, WasmletError
+from ._plane import ControlPlane
 
 __all__ = ["AdminServer"]
 
@@ -65,8 +66,8 @@ _STATUS = {200: "200 OK", 204: "204 No Content", 400: "400 Bad Request", 401: "4
 
 class AdminServer:
     def __init__(self, host: str, port: int, multiproc_dir: str, worker_memory: Callable[[], dict[int, int]],
-                 control: Any, token: str, log_dir: Path | None = None) -> None:
-        self.control = control  # a wasmlet.control.ControlPlane
+                 control: ControlPlane, token: str, log_dir: Path | None = None) -> None:
+        self.control = control
         self.token = token
         self.log_dir = log_dir
         self.registry = CollectorRegistry()
@@ -103,7 +104,7 @@ class AdminServer:
             return [b"ok\n"]
         try:
             if path == "/openapi.json":
-                from ..control import openapi
+                from ._openapi import openapi
 
                 raise _Reply(200, openapi())
             if not path.startswith("/v1/"):
@@ -120,8 +121,6 @@ class AdminServer:
             raise _Reply(401, {"error": "missing or wrong bearer token (see <state dir>/admin-token)"})
 
     def _v1(self, method: str, path: str, environ: dict[str, Any]) -> tuple[int, object]:
-        from ..control import NoCanary, NothingToRollBack, StateError, UnknownApp
-
         query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         try:
             if path == "/v1/apps" and method == "GET":
@@ -145,8 +144,7 @@ class AdminServer:
         return 405 if path in ("/v1/apps", "/v1/deploy") else 404, {"error": f"no such endpoint: {method} {path}"}
 
     def _apps(self) -> list[dict[str, Any]]:
-        degraded = self._degraded()
-        return [self.control.describe(app, degraded.get(app.app, False)) for app in self.control.state.apps()]
+        return self.control.apps(self._degraded())
 
     def _degraded(self) -> dict[str, bool]:
         return {
@@ -171,17 +169,15 @@ class AdminServer:
         return self.control.deploy(text, source, base_dir, canary_weight, query.get("canaryHeader"))
 
     def _app_action(self, method: str, name: str, action: str, query: dict[str, str]) -> tuple[int, object]:
-        state = self.control.state
         if action == "" and method == "GET":
-            return 200, self.control.describe(state.app(name), self._degraded().get(name, False))
+            return 200, self.control.app(name, self._degraded().get(name, False))
         if action == "" and method == "DELETE":
-            state.app(name)  # 404 if unknown
             self.control.delete(name)
             return 204, None
         if method == "POST" and action in ("rollback", "promote", "abort"):
             return 200, getattr(self.control, action)(name)
         if action == "logs" and method == "GET":
-            state.app(name)
+            self.control.app(name)  # 404 if unknown
             return 200, self._logs(name, int(query.get("tail", "100")))
         return 404, {"error": f"no such endpoint: {method} {name}/{action}"}
 
