@@ -7,6 +7,7 @@ wrong in its name and, where a caller branches on it, in a stable attribute::
      +-- ConfigError                 bad settings or command-line values
      |    +-- KeyFileError           a key or certificate file that cannot be read or written
      |    +-- TrustStoreError        a trust directory that cannot be loaded
+     |    +-- FileGrantError         a host path the file policy does not let a manifest mount or read
      +-- ManifestError               a manifest that does not validate (.source, .problems)
      +-- ModuleSourceError           a moduleURL that cannot be fetched or verified
      |    +-- UnsupportedSchemeError a moduleURL scheme this build does not serve
@@ -29,12 +30,14 @@ wrong in its name and, where a caller branches on it, in a stable attribute::
      |    +-- NoCanary               promote/abort without a canary
      |    +-- NothingToRollBack      rollback without a previous version
      |    +-- StateLocked            another process holds the state directory
+     |    +-- ControlPlaneBusy       another change holds the control plane past the wait (503, try again)
      +-- AdminError                  the admin API answered 4xx/5xx (.status), or is unreachable (status 0)
      +-- GuestError                  a request the guest failed to answer (.status, .cause)
      |    +-- GuestTrap              500 "trap": unreachable, out-of-bounds, stack overflow
      |    +-- GuestExit              501 "exit": the guest exited with a non-zero status
      |    +-- MalformedResponse      502 "bad-cgi": the guest's output is not a valid response
      |    +-- GuestOutputLimit       502 "output-limit": the guest wrote more than the response cap
+     |    +-- AppUnavailable         503 "unavailable": the version could not be loaded on this host
      |    +-- GuestTimeout           504 "timeout": the guest ran past its epoch deadline
      |    +-- GuestMemoryLimit       507 "memory-limit": the guest failed at its memory limit
      +-- EgressDenied                an outbound connection the egress policy refuses (.reason)
@@ -56,11 +59,14 @@ from pathlib import Path
 
 __all__ = [
     "AdminError",
+    "AppUnavailable",
     "CacheError",
     "CapabilityError",
     "CircuitOpen",
     "ConfigError",
+    "ControlPlaneBusy",
     "EgressDenied",
+    "FileGrantError",
     "GuestError",
     "GuestExit",
     "GuestMemoryLimit",
@@ -195,6 +201,18 @@ class GuestOutputLimit(GuestError):
     cause = "output-limit"
 
 
+class AppUnavailable(GuestError):
+    """The app's version could not be loaded (its bytes or artifact are missing or refused);
+    the worker serves every other app and answers this one with 503."""
+
+    status = 503
+    cause = "unavailable"
+
+
+class FileGrantError(ConfigError):
+    """A ``files`` mount or local ``moduleURL`` the host's file policy does not allow."""
+
+
 class KeyFileError(ConfigError):
     """A key or certificate file is missing, unreadable or not in the expected format."""
 
@@ -300,12 +318,20 @@ class StateError(WasmletError):
     """The control-plane state refuses an operation (bad input, or not possible in the app's state)."""
 
 
-class UnknownApp(StateError):
-    """No app of that name is deployed."""
+class _AboutAnApp(StateError):
+    """A refusal about one app; ``app`` names it, ``template`` words it."""
+
+    template = "app {app!r}"
 
     def __init__(self, app: str) -> None:
-        super().__init__(f"no app named {app!r} is deployed")
+        super().__init__(self.template.format(app=app))
         self.app = app
+
+
+class UnknownApp(_AboutAnApp):
+    """No app of that name is deployed."""
+
+    template = "no app named {app!r} is deployed"
 
 
 class UnknownVersion(StateError):
@@ -316,20 +342,16 @@ class UnknownVersion(StateError):
         self.version_id = version_id
 
 
-class NoCanary(StateError):
+class NoCanary(_AboutAnApp):
     """``promote`` or ``abort`` on an app that has no canary."""
 
-    def __init__(self, app: str) -> None:
-        super().__init__(f"app {app!r} has no canary")
-        self.app = app
+    template = "app {app!r} has no canary"
 
 
-class NothingToRollBack(StateError):
+class NothingToRollBack(_AboutAnApp):
     """``rollback`` on an app that has no previous version."""
 
-    def __init__(self, app: str) -> None:
-        super().__init__(f"app {app!r} has no previous version to roll back to")
-        self.app = app
+    template = "app {app!r} has no previous version to roll back to"
 
 
 class StateLocked(StateError):
@@ -338,6 +360,23 @@ class StateLocked(StateError):
     def __init__(self, directory: Path) -> None:
         super().__init__(f"state directory {directory} is in use by another process (its lock file is held)")
         self.directory = directory
+
+
+class ControlPlaneBusy(StateError):
+    """Another change (a deploy, a rollback, ...) held the control plane longer than a caller waits.
+
+    Nothing was changed; the admin API answers 503 and the call can be made again.
+    """
+
+    http_status = 503
+
+    def __init__(self, operation: str, holder: str, held: float, waited: float) -> None:
+        super().__init__(
+            f"the control plane is busy: {holder} has been running for {held:.0f}s and {operation} "
+            f"waited {waited:g}s for it; nothing was changed, try again"
+        )
+        self.operation = operation
+        self.holder = holder
 
 
 class AdminError(WasmletError):

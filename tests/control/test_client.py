@@ -279,36 +279,46 @@ def test_openapi_document_covers_the_api() -> None:
     document = openapi()
     operations = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
     assert operations == {
-        ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/openapi.json"),
+        ("GET", "/healthz"), ("GET", "/metrics"),
         ("GET", "/v1/apps"), ("POST", "/v1/deploy"),
-        ("GET", "/v1/apps/{name}"), ("DELETE", "/v1/apps/{name}"),
-        ("POST", "/v1/apps/{name}/rollback"), ("POST", "/v1/apps/{name}/promote"),
-        ("POST", "/v1/apps/{name}/abort"), ("GET", "/v1/apps/{name}/logs"),
+        ("GET", "/v1/apps/{app}/{component}"), ("DELETE", "/v1/apps/{app}/{component}"),
+        ("POST", "/v1/apps/{app}/{component}/rollback"), ("POST", "/v1/apps/{app}/{component}/promote"),
+        ("POST", "/v1/apps/{app}/{component}/abort"), ("GET", "/v1/apps/{app}/{component}/logs"),
+        ("GET", "/v1/apps/{app}/{component}/versions"),
     }
     for path, item in document["paths"].items():
         for operation in item.values():
-            secured = operation["security"] == [{"bearer": []}]
+            secured = operation.get("security", []) == [{"bearer": []}]
             assert secured == path.startswith("/v1/"), path
             if secured:
                 assert "401" in operation["responses"]
     assert document["components"]["securitySchemes"]["bearer"] == {
         "type": "http", "scheme": "bearer", "description": "The token in `<state dir>/admin-token`."}
-    app = document["components"]["schemas"]["App"]
+    app = document["components"]["schemas"]["AppView"]
     assert set(app["required"]) == {"name", "route", "host", "version", "digest", "module", "state",
                                     "previous", "canary", "updated"}
-    assert app["properties"]["state"]["enum"] == ["serving", "degraded"]
-    assert {"DeployResult", "Error"} <= set(document["components"]["schemas"])
+    assert app["properties"]["state"]["enum"] == ["serving", "degraded", "revoked", "failed"]
+    assert {"DeployReport", "DeployResultView", "ErrorBody", "LogEntry", "VersionView"} <= set(
+        document["components"]["schemas"])
     assert document["paths"]["/metrics"]["get"]["responses"]["200"]["content"].keys() == {"text/plain"}
+    assert document["paths"]["/v1/deploy"]["post"]["requestBody"]["content"].keys() == {"application/yaml"}
     # A fresh copy each time.
     document["paths"].clear()
     assert openapi()["paths"]
+
+
+def test_openapi_is_generated_from_the_models_the_control_plane_returns() -> None:
+    """The schema of an app is the pydantic model ``ControlPlane.describe`` builds, not a copy of it."""
+    from wasmlet.control import AppView
+
+    assert openapi()["components"]["schemas"]["AppView"]["properties"].keys() == AppView.model_fields.keys()
 
 
 def test_openapi_app_schema_accepts_what_a_server_sends() -> None:
     from openapi_schema_validator import OAS31Validator
 
     document = openapi()
-    schema = {**document["components"]["schemas"]["App"], "components": document["components"]}
+    schema = {**document["components"]["schemas"]["AppView"], "components": document["components"]}
     app = {
         "name": "shop/api", "route": "/", "host": None, "version": 3, "digest": "sha256:" + "a" * 64,
         "module": "file:///srv/api.wasm", "state": "serving", "previous": {"version": 2, "digest": "sha256:b"},

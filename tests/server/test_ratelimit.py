@@ -61,15 +61,6 @@ def test_busy_bucket_survives_idle_eviction() -> None:
     assert not limiter.check("busy")[0]
 
 
-def test_sweep() -> None:
-    clock = Clock()
-    limiter = RateLimiter(rate=1, burst=1, clock=clock)
-    limiter.check("a")
-    limiter.check("b")
-    clock.now += 5
-    assert limiter.sweep() == 2 and len(limiter) == 0
-
-
 def test_client_key() -> None:
     assert client_key("1.2.3.4") == "1.2.3.4"
     assert client_key("2001:db8:1:2:3:4:5:6") == client_key("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"

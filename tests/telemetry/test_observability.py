@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -117,9 +118,12 @@ def test_top_once(mixed_host: Server) -> None:
 
 
 def test_watchdog_recycles_a_leaking_worker_without_losing_requests(serve: Serve) -> None:
-    # Test-only fault injection: each request leaks 1 MiB on the host side.
+    # Test-only fault injection (tests/telemetry/leaky/sitecustomize.py): each worker leaks 20 MiB/s.
+    leaky = Path(__file__).resolve().parent / "leaky"
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(leaky), os.environ.get("PYTHONPATH")])),
+           "WASMLET_TEST_LEAK_BYTES_PER_SECOND": str(20 << 20)}
     server = serve(str(EXAMPLES / "hello" / "app.yaml"), "--watchdog-window", "3", "--watchdog-interval", "0.25",
-                   extra_env={"WASMLET_TEST_LEAK_BYTES_PER_REQUEST": str(1 << 20)})
+                   extra_env=env)
     deadline = time.monotonic() + 40
     statuses: list[int] = []
     while time.monotonic() < deadline and "recycling it" not in server.output():

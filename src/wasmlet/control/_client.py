@@ -13,17 +13,25 @@ from urllib.parse import quote
 import httpx
 
 from .._errors import AdminError, ConfigError
+from ._hosts import HostRecord, running_hosts, runtime_dir
+from ._plane import default_state_dir
 
-__all__ = ["TOKEN_FILE", "AdminClient", "AdminError", "default_token", "token_file_create"]
+__all__ = ["TOKEN_FILE", "AdminClient", "AdminError", "connect", "default_token", "find_admin", "token_file_create"]
 
 TOKEN_FILE = "admin-token"
+DEFAULT_ADMIN = "http://127.0.0.1:9180"
 
 
 class AdminClient:
     """Calls the admin API at ``base_url`` (e.g. ``http://127.0.0.1:9180``); every method returns parsed JSON."""
 
-    def __init__(self, base_url: str, token: str | None, timeout: float = 120) -> None:
+    def __init__(self, base_url: str, token: str | None, timeout: float = 120, token_source: str | None = None,
+                 origin: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        #: Where the token came from, for people: said after a 401 so the real path is on screen.
+        self.token_source = token_source
+        #: Where the URL came from (a host record), said when the host cannot be reached.
+        self.origin = origin
         headers = {"Accept": "application/json", "User-Agent": "wasmlet-admin-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -85,6 +93,13 @@ class AdminClient:
         """DELETE /v1/apps/{name}; ``{}`` if the server answers without a body (204)."""
         return self._object("DELETE", _app_path(name))
 
+    def history(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        """GET /v1/apps/{name}/versions?limit=N: the app's versions, newest first."""
+        versions = self._list("GET", _app_path(name, "versions"), params={"limit": str(limit)})
+        if not all(isinstance(v, dict) for v in versions):
+            raise AdminError(0, f"{self.base_url}: unexpected answer to versions: expected a list of objects")
+        return versions
+
     def logs(self, name: str, tail: int = 100) -> list[dict[str, Any]]:
         """GET /v1/apps/{name}/logs?tail=N."""
         entries = self._list("GET", _app_path(name, "logs"), params={"tail": str(tail)})
@@ -99,9 +114,13 @@ class AdminClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
-            raise AdminError(0, f"cannot reach the admin API at {self.base_url}: {reason}") from exc
+            where = f" ({self.origin})" if self.origin else ""
+            raise AdminError(0, f"cannot reach the admin API at {self.base_url}{where}: {reason}") from exc
         if response.status_code >= 400:
-            raise AdminError(response.status_code, _error_message(response))
+            message = _error_message(response)
+            if response.status_code == 401 and self.token_source:
+                message += f" [{self.token_source}]"
+            raise AdminError(response.status_code, message)
         if not response.content:
             return None
         try:
@@ -141,6 +160,66 @@ def _error_message(response: httpx.Response) -> str:
         return str(body["error"])
     text = response.text.strip()
     return text[:500] if text else response.reason_phrase or "error"
+
+
+# --- finding the host ------------------------------------------------------------------------
+
+
+def find_admin(admin_url: str | None = None, state_dir: Path | None = None) -> tuple[str, HostRecord | None]:
+    """The admin URL the user means, and the running host's record if there is one.
+
+    - ``admin_url`` given (``--admin``, ``$WASMLET_ADMIN``): that URL;
+    - else ``state_dir`` given: the running host recorded with that state folder;
+    - else the one running host recorded in ``runtime_dir()`` (an error if none or several).
+    """
+    record = None
+    if admin_url is None:
+        hosts = running_hosts()
+        if state_dir is not None:
+            wanted = state_dir.resolve()
+            matching = [h for h in hosts if h.state_dir is not None and Path(h.state_dir) == wanted]
+            if not matching:
+                raise AdminError(0, f"no running wasmlet host uses the state folder {wanted} (hosts are recorded "
+                                    f"in {runtime_dir()}); start one with `wasmlet serve --state-dir {state_dir}`, "
+                                    "or pass --admin URL")
+            record = matching[-1]
+        elif len(hosts) == 1:
+            record = hosts[0]
+        elif not hosts:
+            raise AdminError(0, f"no running wasmlet host found (none is recorded in {runtime_dir()}); start one "
+                                "with `make run` or `wasmlet serve`, or pass --admin URL (or set WASMLET_ADMIN)")
+        else:
+            listing = "".join(f"\n  {h.describe()}" for h in hosts)
+            raise AdminError(0, f"{len(hosts)} wasmlet hosts are running; choose one with --state-dir DIR or "
+                                f"--admin URL:{listing}")
+        return record.admin, record
+    with contextlib.suppress(ConfigError):  # an explicit URL needs no record; a bad one is said elsewhere
+        record = next((h for h in running_hosts() if h.admin == admin_url.rstrip("/")), None)
+    return admin_url, record
+
+
+def connect(admin_url: str | None = None, token: str | None = None, state_dir: Path | None = None,
+            timeout: float = 120) -> AdminClient:
+    """A client for the host the user means (``find_admin``), as the CLI's client commands find it.
+
+    The token: ``token``, else the ``admin-token`` file of ``state_dir``, else the
+    one the host recorded, else the default state folder's. Errors name what was
+    looked at; after a 401 the client names the token file it read.
+    """
+    admin_url, record = find_admin(admin_url, state_dir)
+    origin = f"recorded in {record.path}" if record is not None else None
+    if token:
+        return AdminClient(admin_url, token, timeout, "the token given by --token or $WASMLET_ADMIN_TOKEN", origin)
+    if state_dir is not None:
+        path = state_dir / TOKEN_FILE
+    elif record is not None and record.token_file is not None:
+        path = Path(record.token_file)
+    else:
+        path = default_state_dir() / TOKEN_FILE
+    found = _read_token(path)
+    source = (f"token read from {path.resolve()}" if found else
+              f"no token sent: none in {path.resolve()}; pass the host's --state-dir DIR, or --token")
+    return AdminClient(admin_url, found, timeout, source, origin)
 
 
 # --- the token file ----------------------------------------------------------------------------

@@ -15,11 +15,15 @@ from ._breaker import BreakerRegistry, BreakerSettings, CircuitBreaker, State, c
 from ._guard import AppGuard, Guards
 from ._host import App, Host
 from ._ratelimit import ConcurrencyLimiter, RateLimiter, client_key
-from ._router import Route, Router
-from ._settings import ServeSettings, parse_listen
+from ._router import Route, Router, normalise_path
+from ._settings import ServeSettings, parse_forwarded_allow_ips, parse_listen
 from ._supervisor import Supervisor
 
+#: The ASGI app factory, for servers that import it by name (granian).
+ASGI_APP_FACTORY = "wasmlet.server._asgi:create_app"
+
 __all__ = [
+    "ASGI_APP_FACTORY",
     "HEALTH_PATH",
     "METRICS_ENV",
     "PLAN_ENV",
@@ -42,5 +46,7 @@ __all__ = [
     "WasmletApp",
     "client_key",
     "counts_as_failure",
+    "normalise_path",
+    "parse_forwarded_allow_ips",
     "parse_listen",
 ]

@@ -113,14 +113,6 @@ class RateLimiter:
         while len(self._buckets) >= self.max_keys:
             self._buckets.popitem(last=False)
 
-    def sweep(self) -> int:
-        """Drop every bucket that is full again; return how many (call it now and then)."""
-        now = self._clock()
-        idle = [k for k, b in self._buckets.items() if b.full_at() <= now]
-        for key in idle:
-            del self._buckets[key]
-        return len(idle)
-
 
 @dataclasses.dataclass
 class _AppSlots:
