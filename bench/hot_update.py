@@ -66,7 +66,8 @@ def main() -> None:
         first.write_bytes(module("v0"))
         argv = [str(ROOT / ".venv" / "bin" / "wasmlet"), "--log-level", "warning", "serve",
                 str(manifest(work / "v0.yaml", first, "0")), "--listen", f"127.0.0.1:{port}",
-                "--admin-listen", f"127.0.0.1:{admin}", "--workers", "2"]
+                "--admin-listen", f"127.0.0.1:{admin}", "--workers", "2",
+                "--allow-files", str(work)]  # the modules deployed through the admin API
         with running(argv, port, env=env):
             token = (work / "state" / "admin-token").read_text().strip()
             client = httpx.Client(base_url=f"http://127.0.0.1:{admin}", timeout=300,

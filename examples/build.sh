@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds every guest module from source: the examples and the test guests.
+# Builds every guest module from source: the examples, the test guests and the
+# `wasmlet new` templates.
 # C with Debian's clang + lld + wasi-libc (apt-get install clang lld wasi-libc
 # libclang-rt-dev-wasm32); WAT with wasmtime-py's wat2wasm. The .wasm files
 # are committed, so this is needed only after changing a source.
@@ -9,7 +10,7 @@ python=${PYTHON:-$root/.venv/bin/python}
 cc=${WASI_CC:-clang}
 cflags=(--target=wasm32-wasi --sysroot=/usr -O2 -Wl,--strip-all)
 
-for src in "$root"/examples/*/*.c "$root"/tests/guests/*.c; do
+for src in "$root"/examples/*/*.c "$root"/tests/guests/*.c "$root"/src/wasmlet/templates/*/*.c; do
   out="${src%.c}.wasm"
   "$cc" "${cflags[@]}" "$src" -o "$out"
   echo "built ${out#"$root"/}"

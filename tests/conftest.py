@@ -30,6 +30,8 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("WASMLET_CACHE_DIR", str(cache))
     # ... and its own control-plane state (never the user's ~/.local/state).
     monkeypatch.setenv("WASMLET_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    # ... and its own record of running hosts (never the user's $XDG_RUNTIME_DIR/wasmlet).
+    monkeypatch.setenv("WASMLET_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
     return cache
 
 
@@ -103,9 +105,9 @@ class Server:
     def token(self) -> str:
         return (self.state_dir / "admin-token").read_text().strip()
 
-    def admin(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+    def admin(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: object) -> httpx.Response:
         """A call to the admin API with the host's bearer token."""
-        headers = {"Authorization": f"Bearer {self.token}"}
+        headers = {"Authorization": f"Bearer {self.token}", **(headers or {})}
         return httpx.request(method, self.admin_url + path, headers=headers, timeout=120, **kwargs)  # type: ignore[arg-type]
 
     def output(self) -> str:

@@ -12,7 +12,8 @@ serve; the worker side (engine, guest, server, telemetry) serves it; both read
     4  guest, registry                         guest ABIs and their sandbox; where modules come from
     5  server                                  HTTP, admission, workers and their supervisor
     6  control                                 prepare, state, the admin API
-    7  _serve, _run, _top_view, _new, cli      the commands, which join the two sides
+    7  lattice                                 past one machine: state, membership, placement on NATS
+    8  _serve, _run, _top_view, _new, cli      the commands, which join the two sides
 
 A module imports from its own package or a lower layer, never a higher one;
 the worker side never imports the control side, registry or signing; and no
@@ -38,11 +39,12 @@ LAYER = {
     "guest": 4, "registry": 4,
     "server": 5,
     "control": 6,
-    "_serve": 7, "_run": 7, "_top_view": 7, "_new": 7, "cli": 7, "__main__": 7, "__init__": 7,
+    "lattice": 7,
+    "_serve": 8, "_run": 8, "_top_view": 8, "_new": 8, "cli": 8, "__main__": 8, "__init__": 8,
 }
-TOP = 7
+TOP = 8
 WORKER_SIDE = {"engine", "guest", "server", "telemetry"}
-CONTROL_ONLY = {"control", "registry", "signing"}
+CONTROL_ONLY = {"control", "registry", "signing", "lattice"}
 PLAN_MAY_IMPORT = {"pydantic", "yaml"}
 
 

@@ -31,6 +31,7 @@ wrong in its name and, where a caller branches on it, in a stable attribute::
      |    +-- NothingToRollBack      rollback without a previous version
      |    +-- StateLocked            another process holds the state directory
      |    +-- ControlPlaneBusy       another change holds the control plane past the wait (503, try again)
+     |    +-- LatticeError           the lattice (NATS, JetStream) is unreachable or refuses (503)
      +-- AdminError                  the admin API answered 4xx/5xx (.status), or is unreachable (status 0)
      +-- GuestError                  a request the guest failed to answer (.status, .cause)
      |    +-- GuestTrap              500 "trap": unreachable, out-of-bounds, stack overflow
@@ -76,6 +77,7 @@ __all__ = [
     "KeyExpired",
     "KeyFileError",
     "KeyRevoked",
+    "LatticeError",
     "MalformedResponse",
     "ManifestError",
     "ModuleError",
@@ -377,6 +379,16 @@ class ControlPlaneBusy(StateError):
         )
         self.operation = operation
         self.holder = holder
+
+
+class LatticeError(StateError):
+    """The lattice's NATS servers cannot be reached in time, or JetStream refuses an operation.
+
+    The admin API answers 503: try again once the lattice is back. A message says
+    whether the change was not made or may have been recorded (a lost acknowledgement).
+    """
+
+    http_status = 503
 
 
 class AdminError(WasmletError):

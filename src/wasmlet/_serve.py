@@ -9,21 +9,28 @@ the admin API reads the supervisor's view of its workers.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ._errors import ConfigError
 from ._multiproc import MULTIPROC_ENV
 from .control import ControlPlane
 from .plan import Plan
-from .server import METRICS_ENV, PLAN_ENV, THREADS_ENV, ServeSettings
+from .server import ASGI_APP_FACTORY, METRICS_ENV, PLAN_ENV, THREADS_ENV, ServeSettings
 
-__all__ = ["serve"]
+if TYPE_CHECKING:
+    from .lattice import Lattice
+
+__all__ = ["check_listeners", "serve"]
 
 log = logging.getLogger("wasmlet.server")
 
@@ -38,26 +45,62 @@ def _announce(plan: Plan, host: str, port: int, admin: tuple[str, int] | None) -
         print(f"wasmlet: admin (metrics, apps) on http://{admin[0]}:{admin[1]}", flush=True)
 
 
+def check_listeners(settings: ServeSettings) -> None:
+    """Bind each address ``serve`` will listen on, and let go: a busy one is refused before any
+    manifest is deployed to the state (``ConfigError``, one line naming the address and the flag)."""
+    addresses = [((settings.host, settings.port), "--listen")]
+    if settings.admin is not None and settings.server != "granian":  # granian runs no admin listener
+        addresses.append((settings.admin, "--admin-listen"))
+    for (host, port), flag in addresses:
+        if port == 0:
+            continue  # the kernel picks a free port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As the real listeners do; so a port in TIME_WAIT is free, one in LISTEN is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise listen_error(host, port, flag, exc) from exc
+
+
+def listen_error(host: str, port: int, flag: str, exc: OSError) -> ConfigError:
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    hint = " (or none)" if flag == "--admin-listen" else ""
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(f"cannot listen on {shown}: the address is already in use (another wasmlet or program "
+                           f"holds it); choose another with {flag} ADDR:PORT{hint}")
+    return ConfigError(f"cannot listen on {shown}: {exc.strerror or exc}; choose another with {flag} ADDR:PORT{hint}")
+
+
 def serve(control: ControlPlane, settings: ServeSettings, log_level: str = "info",
-          state_dir: Path | None = None, watch: list[Path] | None = None) -> int:
-    """Serve what the control plane holds; the admin API changes it while serving."""
+          state_dir: Path | None = None, watch: list[Path] | None = None, lattice: Lattice | None = None) -> int:
+    """Serve what the control plane holds; the admin API changes it while serving.
+
+    With ``lattice`` (``--lattice``), this host serves what placement gives it and
+    forwards the rest (``wasmlet.lattice``); it leaves the lattice when it stops.
+    """
     metrics_dir = os.environ.get(MULTIPROC_ENV)
     if not metrics_dir:
         raise RuntimeError("call wasmlet._multiproc.prepare_metrics_dir() before importing the server")
     try:
         if settings.server == "granian":
+            if lattice is not None:
+                raise ConfigError("--lattice needs --server uvicorn (granian's workers get no lattice plans)")
             return _serve_granian(control.plan(), settings, log_level)
-        return _serve_uvicorn(control, settings, log_level, metrics_dir, state_dir, watch or [])
+        return _serve_uvicorn(control, settings, log_level, metrics_dir, state_dir, watch or [], lattice)
     finally:
+        if lattice is not None:
+            lattice.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _serve_uvicorn(control: ControlPlane, settings: ServeSettings, log_level: str, metrics_dir: str,
-                   state_dir: Path | None, watch: list[Path]) -> int:
-    from .control import AdminServer, token_file_create
+                   state_dir: Path | None, watch: list[Path], lattice: Lattice | None = None) -> int:
+    from .control import TOKEN_FILE, AdminServer, token_file_create
     from .server import Supervisor
 
-    plan = control.plan()
+    plan = lattice.initial_plan() if lattice is not None else control.plan()
     log_dir = (state_dir / "logs") if state_dir is not None else None
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -66,19 +109,59 @@ def _serve_uvicorn(control: ControlPlane, settings: ServeSettings, log_level: st
     if settings.admin is not None:
         token = token_file_create(state_dir) if state_dir is not None else secrets.token_urlsafe(32)
         admin = AdminServer(settings.admin[0], settings.admin[1], metrics_dir, supervisor.worker_memory,
-                            control, token, log_dir)
-    supervisor.startup()
+                            control, token, log_dir, state_dir / TOKEN_FILE if state_dir is not None else None)
+    try:
+        supervisor.startup()
+    except OSError as exc:  # taken since check_listeners: still one line, not a traceback
+        raise listen_error(settings.host, settings.port, "--listen", exc) from exc
     supervisor.on_tick = _housekeeping(control, watch)
-    with control.publishing_to(supervisor.publish):
+    publish: Callable[[Plan], None] = supervisor.publish
+    if lattice is not None:  # placement decides what of the desired state this host's workers get
+        lattice.start(supervisor.publish)
+        publish = lattice.publisher
+        supervisor.on_tick = _leaving(supervisor, lattice, supervisor.on_tick)
+    with control.publishing_to(publish):
         try:
             if admin is not None:
                 admin.start()
             host, port = supervisor.address
             _announce(plan, host, port, admin.address if admin else None)
-            return supervisor.serve()
+            with contextlib.ExitStack() as record:  # gone before the admin listener stops
+                if admin is not None:
+                    _record(record, admin.address, (host, port), state_dir)
+                return supervisor.serve()
         finally:
             if admin is not None:
                 admin.stop()
+
+
+def _leaving(supervisor: object, lattice: Lattice, then: Callable[[], None]) -> Callable[[], None]:
+    """Once the host starts stopping, say so to the lattice: others take its apps over at once."""
+    said = [False]
+
+    def tick() -> None:
+        if getattr(supervisor, "draining", False) and not said[0]:
+            said[0] = True
+            lattice.leave()
+        then()
+
+    return tick
+
+
+def _record(stack: contextlib.ExitStack, admin: tuple[str, int], listen: tuple[str, int],
+            state_dir: Path | None) -> None:
+    """Record this host where ``wasmlet apps``, ``deploy``, ... look for it (removed at exit)."""
+    from .control import TOKEN_FILE, recorded_host
+
+    token_file = state_dir / TOKEN_FILE if state_dir is not None else None
+    try:
+        path = stack.enter_context(recorded_host(admin, listen, state_dir, token_file))
+    except ConfigError as exc:
+        log.warning("%s; client commands need --admin URL to reach this host", exc)
+        return
+    where = f"; token in {token_file.resolve()}" if token_file is not None else ""
+    print(f"wasmlet: client commands (wasmlet apps, deploy, logs, ...) find this host through {path}{where}",
+          flush=True)
 
 
 def _housekeeping(control: ControlPlane, watch: list[Path]) -> Callable[[], None]:
@@ -102,7 +185,7 @@ def _housekeeping(control: ControlPlane, watch: list[Path]) -> Callable[[], None
                 stamps[path] = current
                 try:
                     result = control.deploy_files([path])
-                    log.info("--watch: %s changed; redeployed (generation %d)", path, result["generation"])
+                    log.info("--watch: %s changed; redeployed (generation %d)", path, result.generation)
                 except Exception as exc:  # a broken edit leaves the running version in place
                     log.error("--watch: %s changed but does not deploy: %s", path, exc)
 
@@ -132,7 +215,7 @@ def _serve_granian(plan: Plan, settings: ServeSettings, log_level: str) -> int:
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
-    fd, plan_file = tempfile.mkstemp(prefix="wasmlet-plan-", suffix=".json")
+    fd, plan_file = tempfile.mkstemp(prefix=f"wasmlet-plan-{os.getpid()}-", suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(plan.to_json())
     os.environ[PLAN_ENV] = plan_file
@@ -140,7 +223,7 @@ def _serve_granian(plan: Plan, settings: ServeSettings, log_level: str) -> int:
     os.environ[METRICS_ENV] = "1" if settings.metrics else "0"
     try:
         server = Granian(
-            "wasmlet.server._asgi:create_app",
+            ASGI_APP_FACTORY,
             factory=True,
             address=settings.host,
             port=settings.port,

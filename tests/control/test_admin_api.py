@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -130,3 +134,15 @@ def test_stalled_connections_do_not_take_the_admin_api(host: Server) -> None:
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_history_from_the_cli(host: Server) -> None:
+    env = {**os.environ, "WASMLET_ADMIN": host.admin_url, "WASMLET_STATE_DIR": str(host.state_dir)}
+    shown = subprocess.run([sys.executable, "-m", "wasmlet", "history", "shop"], capture_output=True, text=True,
+                           env=env, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "stable" in shown.stdout and "hello.wasm" in shown.stdout
+    as_json = subprocess.run([sys.executable, "-m", "wasmlet", "history", "shop/web", "-o", "json"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert as_json.returncode == 0, as_json.stderr
+    assert [v["role"] for v in json.loads(as_json.stdout)] == ["stable"]

@@ -52,7 +52,7 @@ def body(server: Server, **headers: str) -> str:
 
 
 def test_deploy_rollback_delete_with_the_cli(serve: Serve, tmp_path: Path) -> None:
-    server = serve(str(manifest_for(tmp_path, "v1")), workers=2)
+    server = serve(str(manifest_for(tmp_path, "v1")), "--allow-files", str(tmp_path), workers=2)
     assert body(server) == "v1"
     deployed = cli(server, "deploy", str(manifest_for(tmp_path, "v2")))
     assert deployed.returncode == 0, deployed.stderr
@@ -73,7 +73,7 @@ def test_deploy_rollback_delete_with_the_cli(serve: Serve, tmp_path: Path) -> No
 
 
 def test_canary_by_weight_and_header_then_promote_or_abort(serve: Serve, tmp_path: Path) -> None:
-    server = serve(str(manifest_for(tmp_path, "stable")))
+    server = serve(str(manifest_for(tmp_path, "stable")), "--allow-files", str(tmp_path))
     result = cli(server, "deploy", str(manifest_for(tmp_path, "canary")), "--canary", "30",
                  "--canary-header", "X-Canary: yes")
     assert result.returncode == 0, result.stderr
@@ -93,7 +93,7 @@ def test_canary_by_weight_and_header_then_promote_or_abort(serve: Serve, tmp_pat
 
 @pytest.mark.parametrize("breakage", ["missing module", "bad manifest", "compile error", "bad route"])
 def test_a_failed_deploy_leaves_the_running_version(serve: Serve, tmp_path: Path, breakage: str) -> None:
-    server = serve(str(manifest_for(tmp_path, "good")))
+    server = serve(str(manifest_for(tmp_path, "good")), "--allow-files", str(tmp_path))
     bad = tmp_path / "bad.yaml"
     if breakage == "missing module":
         write_manifest(bad, [{"name": "web", "properties": {"moduleURL": str(tmp_path / "gone.wasm")}}], name="hot")
@@ -141,7 +141,7 @@ def test_logs_of_an_app(serve: Serve, tmp_path: Path) -> None:
 def test_restart_after_kill_9_serves_the_same(serve: Serve, tmp_path: Path) -> None:
     state = tmp_path / "state"
     port = free_port()
-    first = serve(str(manifest_for(tmp_path, "v1")), state_dir=state, port=port)
+    first = serve(str(manifest_for(tmp_path, "v1")), "--allow-files", str(tmp_path), state_dir=state, port=port)
     cli(first, "deploy", str(manifest_for(tmp_path, "v2")))
     cli(first, "deploy", str(manifest_for(tmp_path, "v3")), "--canary", "25", "--canary-header", "X-Try: 1")
     before = first.admin("GET", "/v1/apps").json()
@@ -156,7 +156,7 @@ def test_restart_after_kill_9_serves_the_same(serve: Serve, tmp_path: Path) -> N
 
 
 def test_zero_failed_requests_across_20_deploys_and_2_rollbacks(serve: Serve, tmp_path: Path) -> None:
-    server = serve(str(manifest_for(tmp_path, "v0")), workers=2)
+    server = serve(str(manifest_for(tmp_path, "v0")), "--allow-files", str(tmp_path), workers=2)
     # Timeline of changes: (started, acknowledged, label now live).
     timeline: list[tuple[float, float, str]] = [(0.0, 0.0, "v0")]
     results: list[tuple[float, float, int, str]] = []
@@ -223,3 +223,47 @@ def test_watch_redeploys_on_change(serve: Serve, tmp_path: Path) -> None:
     time.sleep(2.5)
     assert body(server) == "edited"
     assert "does not deploy" in server.output()
+
+
+def _limited(tmp_path: Path, label: str, properties: dict[str, object]) -> Path:
+    module = versioned_module(tmp_path / f"{label}.wasm", label)
+    return write_manifest(tmp_path / f"{label}.yaml", [{"name": "web", "properties": {
+        "moduleURL": str(module), "route": "/", **properties}}], name="hot")
+
+
+def test_a_deploy_that_changes_the_rate_limit_is_enforced_at_once(serve: Serve, tmp_path: Path) -> None:
+    """Guards were cached by app name: a new rateLimit waited for a worker restart."""
+    server = serve(str(_limited(tmp_path, "v1", {"rateLimit": {"perApp": 1000}})), "--allow-files", str(tmp_path),
+                   workers=1)
+    assert {httpx.get(server.url + "/").status_code for _ in range(20)} == {200}
+    deployed = cli(server, "deploy", str(_limited(tmp_path, "v2", {"rateLimit": {"perApp": 1, "perAppBurst": 1}})))
+    assert deployed.returncode == 0, deployed.stderr
+    statuses = [httpx.get(server.url + "/").status_code for _ in range(20)]
+    assert statuses.count(429) >= 15, statuses  # one token a second, burst of one
+    deployed = cli(server, "deploy", str(_limited(tmp_path, "v3", {"rateLimit": {"perApp": 1000}})))
+    assert deployed.returncode == 0, deployed.stderr
+    assert {httpx.get(server.url + "/").status_code for _ in range(20)} == {200}  # and lifted at once
+
+
+def test_a_deploy_that_changes_concurrency_is_enforced_at_once(serve: Serve, tmp_path: Path) -> None:
+    slow = GUESTS / "slow.wasm"
+    first = write_manifest(tmp_path / "a.yaml", [{"name": "web", "properties": {
+        "moduleURL": str(slow), "route": "/", "concurrency": {"max": 4, "queue": 16}}}], name="hot")
+    server = serve(str(first), "--allow-files", str(GUESTS), workers=1)  # slow.wasm, deployed through the API
+    assert httpx.get(server.url + "/?ms=1").status_code == 200  # the worker has made the app's guard
+    second = write_manifest(tmp_path / "b.yaml", [{"name": "web", "properties": {
+        "moduleURL": str(slow), "route": "/", "concurrency": {"max": 1, "queue": 0},
+        "environment": [{"name": "V", "value": "2"}]}}], name="hot")
+    deployed = cli(server, "deploy", str(second))
+    assert deployed.returncode == 0, deployed.stderr
+    results: list[int] = []
+
+    def call() -> None:
+        results.append(httpx.get(server.url + "/?ms=800", timeout=30).status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results).count(503) >= 2, results  # one slot, no queue: the others are refused

@@ -244,3 +244,16 @@ def test_traceparent_and_stats(engine: wasmtime.Engine, components: dict[str, wc
     stats = result.stats
     assert stats.started_ns <= stats.instantiated_ns <= stats.finished_ns
     assert stats.memory == 0  # not measurable for components (docs/guest-abis.md)
+
+
+def test_a_start_function_that_loops_is_refused_without_a_running_ticker() -> None:
+    """Issue 14: the trial instantiation ran start functions with no epoch ticker, and never returned.
+
+    No ticker runs on this engine (as at deploy, or in a worker loading its plan): the trial brings its own.
+    """
+    engine = build_engine(EngineSettings(pool_instances=8))
+    looping = wc.Component.from_file(engine, GUESTS.parent / "security" / "start_loop.wasm")
+    started = time.monotonic()
+    with pytest.raises(ModuleError, match=r"did not start within 0\.5s"):
+        handler(engine, looping)
+    assert time.monotonic() - started < 3.0

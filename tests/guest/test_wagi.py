@@ -103,3 +103,50 @@ def test_body_may_hold_blank_lines() -> None:
 def test_malformed_responses(output: bytes, message: str) -> None:
     with pytest.raises(MalformedResponse, match=message):
         parse_cgi_response(output)
+
+
+@pytest.mark.parametrize("status", [b"100", b"101 Switching Protocols", b"103 Early Hints", b"199"])
+def test_interim_statuses_are_refused(status: bytes) -> None:
+    # An interim response then the guest's body: the client would read the body as the final answer.
+    with pytest.raises(MalformedResponse, match="interim"):
+        parse_cgi_response(b"Status: " + status + b"\nContent-Type: text/plain\n\nHTTP/1.1 200 OK\r\n\r\nforged")
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_bodiless_statuses_lose_the_body(status: int) -> None:
+    response = parse_cgi_response(b"Status: %d\nContent-Type: text/plain\n\nHTTP/1.1 200 OK\r\n\r\nforged" % status)
+    assert response.status == status
+    assert response.body == b""
+
+
+@pytest.mark.parametrize("value", [b"a\x01b", b"a\x08b", b"a\x0bb", b"a\x1fb", b"a\x7fb", b"a\rb", b"a\x00b"])
+def test_control_characters_in_values_are_bad_cgi(value: bytes) -> None:
+    with pytest.raises(MalformedResponse, match="control character"):
+        parse_cgi_response(b"Content-Type: text/plain\nX-A: " + value + b"\n\nbody")
+
+
+def test_tab_and_obs_text_are_kept() -> None:
+    response = parse_cgi_response(b"Content-Type: text/plain\nX-A: a\tb \xe9\n\nbody")
+    assert (b"x-a", b"a\tb \xe9") in response.headers
+
+
+def test_the_hosts_own_headers_cannot_be_forged() -> None:
+    response = parse_cgi_response(b"Content-Type: text/plain\nX-Request-Id: forged\nX-Wasmlet-Error: timeout\n"
+                                  b"x-request-id: again\n\nbody")
+    assert response.headers == [(b"content-type", b"text/plain")]
+
+
+def test_dash_and_underscore_names_do_not_collide() -> None:
+    # A proxy in front vouches for X-User; a client must not reach HTTP_X_USER through X_User.
+    headers = (("x-user", "alice"), ("x_user", "mallory"), ("x.user", "eve"), ("x-user_", "trudy"))
+    env = build_environment(request(headers=headers), "/")
+    assert dict(env)["HTTP_X_USER"] == "alice"
+    assert [name for name, _ in env if name.startswith("HTTP_X_USER")] == ["HTTP_X_USER"]
+    assert not any("mallory" in value or "eve" in value or "trudy" in value for _, value in env)
+
+
+def test_a_client_header_never_replaces_the_manifests_variable() -> None:
+    headers = (("x-tenant", "evil"), ("x-tenant", "evil2"), ("host", "example.com"))
+    env = dict(build_environment(request(headers=headers), "/", [("HTTP_X_TENANT", "acme"), ("HTTP_HOST", "fixed")]))
+    assert env["HTTP_X_TENANT"] == "acme"
+    assert env["HTTP_HOST"] == "fixed"

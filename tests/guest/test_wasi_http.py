@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import httpx
 import pytest
 import wasmtime
 from cryptography import x509
@@ -232,7 +231,7 @@ def test_https_checks_the_certificate_against_the_name(run: Run, tmp_path: Path)
         resolver = {"secure.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]}
         options = {
             "resolver": lambda host, p: resolver[host],
-            "client_factory": lambda: httpx.Client(verify=client_ctx, trust_env=False),
+            "verify": client_ctx,
         }
         allowed = [f"https://secure.test:{port}", f"https://other.test:{port}"]
         out = run(f"https://secure.test:{port}/tls", allowed, **options)

@@ -185,5 +185,7 @@ def test_docker_config_spellings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert load_credentials("index.example.com") == Credentials("a", "b")
     assert load_credentials("plain.example.com:5000") == Credentials("c", "d:with:colons")
     assert load_credentials("both.example.com") == Credentials("e", "f")
-    assert load_credentials("other.example.com") is None
+    # A host with no entry goes to the credsStore helper, as docker does; this one is not installed.
+    with pytest.raises(RegistryAuthError, match="docker-credential-desktop is not on PATH"):
+        load_credentials("other.example.com")
     assert "f" not in repr(Credentials("e", "f")).replace("username='e'", "")

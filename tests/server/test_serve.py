@@ -228,3 +228,24 @@ def test_dead_worker_is_replaced(serve: Serve) -> None:
     else:
         pytest.fail("no worker answered after the first was killed")
     assert "restarting it" in server.output()
+
+
+def test_http_surface_settings() -> None:
+    from wasmlet import ConfigError
+    from wasmlet.server import ServeSettings, parse_forwarded_allow_ips
+
+    assert parse_forwarded_allow_ips("") == ()  # trust no proxy: the default
+    assert parse_forwarded_allow_ips(" 10.0.0.1, 10.1.0.0/16,::1 ") == ("10.0.0.1", "10.1.0.0/16", "::1")
+    assert parse_forwarded_allow_ips("10.0.0.1,*") == ("*",)
+    with pytest.raises(ConfigError, match=r"--forwarded-allow-ips: .*'proxy\.local'"):
+        parse_forwarded_allow_ips("10.0.0.1,proxy.local")
+    for bad, flag in [({"header_timeout": 0}, "--header-timeout"),
+                      ({"client_connections": 0}, "--max-client-connections"),
+                      ({"body_memory": 0}, "--body-memory"),
+                      ({"forwarded_allow_ips": ("10.0.0.1",), "server": "granian"}, "--forwarded-allow-ips")]:
+        with pytest.raises(ConfigError, match=flag):
+            ServeSettings(**bad)  # type: ignore[arg-type]
+    settings = ServeSettings(forwarded_allow_ips=("10.0.0.0/8", "::1"), header_timeout=2.5, client_connections=7,
+                             body_memory=1024)
+    assert settings.worker_http_args() == ["--forwarded-allow-ips", "10.0.0.0/8,::1", "--header-timeout", "2.5",
+                                           "--client-connections", "7", "--body-memory", "1024"]

@@ -220,6 +220,41 @@ def test_malformed(chain: tuple[KeyPair, KeyPair, Certificate, TrustStore]) -> N
         verify_module(b"not wasm at all", store, "shop/cart", NOW)
 
 
+MODULE_PREAMBLE = b"\0asm\x01\x00\x00\x00"
+COMPONENT_PREAMBLE = b"\0asm\x0d\x00\x01\x00"
+COMPONENT = (ROOT / "tests" / "guests" / "components" / "cgi_p2.wasm").read_bytes()
+
+
+@pytest.mark.parametrize("original", ["module", "component"])
+def test_the_preamble_is_signed(chain: tuple[KeyPair, KeyPair, Certificate, TrustStore], original: str) -> None:
+    """Issue 14: the 8-byte preamble was in no hash, so a signed module verified as a component, and back."""
+    _, publisher, cert, store = chain
+    wasm, other = (HELLO, COMPONENT_PREAMBLE) if original == "module" else (COMPONENT, MODULE_PREAMBLE)
+    signed = sign_module(wasm, publisher, cert)
+    assert verify_module(signed, store, "shop/cart", NOW)
+    with pytest.raises(ModuleTampered):
+        verify_module(other + signed[8:], store, "shop/cart", NOW)
+    for offset in range(4, 8):  # the version and layer bytes: any change is refused
+        flipped = bytearray(signed)
+        flipped[offset] ^= 0x02
+        with pytest.raises(SignatureError):
+            verify_module(bytes(flipped), store, "shop/cart", NOW)
+
+
+def test_a_module_hash_keeps_wasmsign2s_layout(chain: tuple[KeyPair, KeyPair, Certificate, TrustStore]) -> None:
+    """A core module's hash is still wasmsign2's (the bytes after the signature section); a component's
+    starts with its preamble, and neither can be passed off as the other: a preamble is no section."""
+    _, publisher, cert, _ = chain
+    for wasm, preamble in ((HELLO, b""), (COMPONENT, COMPONENT_PREAMBLE)):
+        signed = sign_module(wasm, publisher, cert)
+        _, sections = parse_module(signed)
+        [entry] = SignatureData.decode(sections[0].content).signed_hashes
+        end = 8 + len(sections[0].encode())
+        assert entry.hashes == (hashlib.sha256(preamble + signed[end:]).digest(),)
+    with pytest.raises(SignatureMalformed):
+        parse_module(MODULE_PREAMBLE + COMPONENT)
+
+
 def test_errors_fit_the_tree() -> None:
     for cls in (ModuleUnsigned, ModuleTampered, KeyExpired, OutOfScope, KeyRevoked, UnknownRoot, SignatureMalformed):
         assert issubclass(cls, SignatureError) and issubclass(cls, ModuleError) and issubclass(cls, WasmletError)

@@ -12,32 +12,81 @@ Its errors (``StateError`` and below, ``AdminError``) are in ``wasmlet._errors``
 
 from __future__ import annotations
 
-from .._errors import (
-    AdminError,
-    NoCanary,
-    NothingToRollBack,
-    StateError,
-    StateLocked,
-    UnknownApp,
-    UnknownVersion,
-)
-from ._admin import AdminServer, create_admin_app, openapi
-from ._client import TOKEN_FILE, AdminClient, connect, default_token, find_admin, token_file_create
-from ._hosts import HostRecord, recorded_host, running_hosts, runtime_dir
-from ._plane import ControlPlane, default_state_dir
-from ._prepare import plan_for_module, prepare
-from ._state import (
-    SCHEMA_VERSION,
-    AppState,
-    DeployItem,
-    DeployResult,
-    StateStore,
-    Version,
-    parse_canary_header,
-    validate_app_name,
-)
-from ._validate import ComponentCheck, check_offline
-from ._views import AppView, DeployReport
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
+    from .._errors import (
+        AdminError,
+        NoCanary,
+        NothingToRollBack,
+        StateError,
+        StateLocked,
+        UnknownApp,
+        UnknownVersion,
+    )
+    from ._admin import AdminServer, create_admin_app, openapi
+    from ._backend import StateBackend
+    from ._client import TOKEN_FILE, AdminClient, connect, default_token, find_admin, token_file_create
+    from ._grants import FilePolicy
+    from ._hosts import HostRecord, default_state_dir, recorded_host, running_hosts, runtime_dir
+    from ._plane import ControlPlane
+    from ._prepare import plan_for_module, prepare
+    from ._state import (
+        SCHEMA_VERSION,
+        AppState,
+        DeployItem,
+        DeployResult,
+        StateStore,
+        Version,
+        parse_canary_header,
+        validate_app_name,
+    )
+    from ._validate import ComponentCheck, check_offline
+    from ._views import AppView, DeployReport
+
+# Each public name and the private module that defines it. A command that needs only the
+# admin client (``wasmlet apps``) must not pay for FastAPI, wasmtime and the compiler (PEP 562).
+_WHERE = {
+    "AdminClient": "._client",
+    "AdminError": ".._errors",
+    "AdminServer": "._admin",
+    "AppState": "._state",
+    "AppView": "._views",
+    "ComponentCheck": "._validate",
+    "ControlPlane": "._plane",
+    "DeployItem": "._state",
+    "DeployReport": "._views",
+    "DeployResult": "._state",
+    "FilePolicy": "._grants",
+    "HostRecord": "._hosts",
+    "NoCanary": ".._errors",
+    "NothingToRollBack": ".._errors",
+    "SCHEMA_VERSION": "._state",
+    "StateBackend": "._backend",
+    "StateError": ".._errors",
+    "StateLocked": ".._errors",
+    "StateStore": "._state",
+    "TOKEN_FILE": "._client",
+    "UnknownApp": ".._errors",
+    "UnknownVersion": ".._errors",
+    "Version": "._state",
+    "check_offline": "._validate",
+    "connect": "._client",
+    "create_admin_app": "._admin",
+    "default_state_dir": "._hosts",
+    "default_token": "._client",
+    "find_admin": "._client",
+    "openapi": "._admin",
+    "parse_canary_header": "._state",
+    "plan_for_module": "._prepare",
+    "prepare": "._prepare",
+    "recorded_host": "._hosts",
+    "running_hosts": "._hosts",
+    "runtime_dir": "._hosts",
+    "token_file_create": "._client",
+    "validate_app_name": "._state",
+}
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -45,16 +94,18 @@ __all__ = [
     "AdminClient",
     "AdminError",
     "AdminServer",
-    "AppView",
-    "DeployReport",
     "AppState",
+    "AppView",
     "ComponentCheck",
     "ControlPlane",
     "DeployItem",
+    "DeployReport",
     "DeployResult",
+    "FilePolicy",
     "HostRecord",
     "NoCanary",
     "NothingToRollBack",
+    "StateBackend",
     "StateError",
     "StateLocked",
     "StateStore",
@@ -63,10 +114,10 @@ __all__ = [
     "Version",
     "check_offline",
     "connect",
+    "create_admin_app",
     "default_state_dir",
     "default_token",
     "find_admin",
-    "create_admin_app",
     "openapi",
     "parse_canary_header",
     "plan_for_module",
@@ -77,3 +128,16 @@ __all__ = [
     "token_file_create",
     "validate_app_name",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -13,8 +13,7 @@ from urllib.parse import quote
 import httpx
 
 from .._errors import AdminError, ConfigError
-from ._hosts import HostRecord, running_hosts, runtime_dir
-from ._plane import default_state_dir
+from ._hosts import HostRecord, default_state_dir, running_hosts, runtime_dir
 
 __all__ = ["TOKEN_FILE", "AdminClient", "AdminError", "connect", "default_token", "find_admin", "token_file_create"]
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._errors import ModuleError, SignatureError
+from .._errors import ModuleError, SignatureError, StateError
 from ..engine import BlobStore, ModuleCache, build_engine, default_cache_dir, is_component
 from ..guest import Linkers, build_handler
 from ..plan import ComponentSpec, EngineSettings, Plan, PlannedComponent, assign_routes, parse_manifest
@@ -30,17 +30,23 @@ log = logging.getLogger("wasmlet.deploy")
 
 
 def prepare(
-    specs: Sequence[ComponentSpec], settings: EngineSettings, cache_dir: Path, trust: TrustStore | None = None
+    specs: Sequence[ComponentSpec], settings: EngineSettings, cache_dir: Path, trust: TrustStore | None = None,
+    *, keep: BlobStore | None = None, guard: Callable[[ComponentSpec, Path], None] | None = None,
 ) -> tuple[PlannedComponent, ...]:
-    """Fetch, verify, compile and check every component; nothing is served or recorded here."""
+    """Fetch, verify, compile and check every component; nothing is served or recorded here.
+
+    ``keep``: once every component passed, their module bytes are stored there (the
+    state's durable blobs). ``guard``: the file policy, shown each local module file opened.
+    """
     engine = build_engine(dataclasses.replace(settings, pool_instances=4))
     cache = ModuleCache(engine, settings, cache_dir, observer=observe_cache)
     blobs = BlobStore(cache_dir)
     linkers = Linkers(engine)
     planned: list[PlannedComponent] = []
+    passed: list[bytes] = []
     for spec in specs:
         where = f"{spec.source}: component {spec.qualified_name}"
-        fetched = fetch_module(spec, blobs)
+        fetched = fetch_module(spec, blobs, guard)
         if trust is not None:  # requireSignatures: the module must carry a valid chain to a trust root
             trust.reload_if_changed()
             try:
@@ -60,6 +66,13 @@ def prepare(
         log.info("deployed %s route=%s digest=sha256:%s%s", spec.qualified_name, spec.route, digest,
                  " (wasi:cli component)" if component else "")
         planned.append(PlannedComponent(spec, digest, component, version=len(planned) + 1))
+        passed.append(fetched.data)
+    if keep is not None:  # only bytes that compiled and linked are kept
+        try:
+            for data in passed:
+                keep.put(data)
+        except OSError as exc:
+            raise StateError(f"cannot keep module bytes in {keep.root}: {exc.strerror or exc}") from exc
     return tuple(planned)
 
 

@@ -8,14 +8,19 @@ holds an exclusive ``flock`` on ``<state dir>/lock`` for its whole life.
 
 Tables::
 
-    versions(id, app, spec_json, digest, component, created)   every version ever deployed
+    versions(id, app, number, spec_json, digest, component, created)   every version ever deployed
     apps(app, stable, previous, canary, canary_weight, canary_header, updated)
     meta(key, value)                                            the generation
 
-Version ids come from ``AUTOINCREMENT``, so an id is never reused, not even
-after the app is deleted. ``delete`` removes the app's row and keeps its version
-rows: ``history`` still lists them, and a later deploy of the same name starts
-a fresh app (a new version, no previous) whose ids continue after the old ones.
+A version has two numbers. ``id`` comes from ``AUTOINCREMENT`` and is unique
+across the host: it is the key the ``apps`` table, the plan and the workers use.
+``number`` counts the versions of one app (1, 2, 3...): it is what people see
+(``wasmlet apps``, ``deploy``, the admin API), so a new app starts at version 1
+whatever else the host runs. Neither is ever reused, not even after the app is
+deleted: ``delete`` removes the app's row and keeps its version rows, ``history``
+still lists them, and a later deploy of the same name starts a fresh app (a new
+version, no previous) whose numbers continue after the old ones. A database
+from before per-app numbers keeps the numbers it showed (``number = id``).
 
 ``spec_json`` is stored in canonical form (sorted keys, compact separators),
 so two documents that differ only in key order or whitespace are the same spec.
@@ -27,6 +32,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -36,6 +42,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .._errors import NoCanary, NothingToRollBack, StateError, StateLocked, UnknownApp, UnknownVersion
+
+log = logging.getLogger("wasmlet.control")
+
+# Files wasmlet keeps beside state.db: their presence means state was expected here.
+_COMPANIONS = ("admin-token", "blobs", "logs", "state.db-wal")
 
 __all__ = [
     "AppState",
@@ -57,12 +68,13 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class Version:
-    id: int
+    id: int  # unique across the host: the key of the plan and of the workers' loaded versions
     app: str
     spec_json: str
     digest: str
     component: bool
     created: float
+    number: int  # the app's own version number, 1, 2, 3...: what people see
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +99,9 @@ class DeployItem:
 @dataclasses.dataclass(frozen=True)
 class DeployResult:
     app: str
-    version: int  # the version the app now has for this item (stable, or canary for a canary deploy)
+    version: int  # the version the app now has for this item (stable, or canary for a canary deploy): its id
     changed: bool
+    number: int  # the same version's per-app number, what people see
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -164,17 +177,25 @@ _MIGRATIONS: list[Sequence[str]] = [
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
         "INSERT INTO meta (key, value) VALUES ('generation', 0)",
     ),
+    (
+        # Per-app version numbers. Rows written before keep the number they were shown
+        # with (their id), so what a log or a script recorded still names the same
+        # version; each app's next version continues after its highest number.
+        "ALTER TABLE versions ADD COLUMN number INTEGER NOT NULL DEFAULT 0",
+        "UPDATE versions SET number = id",
+        "CREATE UNIQUE INDEX versions_by_app_number ON versions (app, number)",
+    ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-_VERSION_COLUMNS = "id, app, spec_json, digest, component, created"
+_VERSION_COLUMNS = "id, app, spec_json, digest, component, created, number"
 
 
 def _version(row: sqlite3.Row | tuple[object, ...]) -> Version:
-    vid, app, spec_json, digest, component, created = tuple(row)
+    vid, app, spec_json, digest, component, created, number = tuple(row)
     assert isinstance(vid, int) and isinstance(app, str) and isinstance(spec_json, str)
-    assert isinstance(digest, str) and isinstance(created, float | int)
-    return Version(vid, app, spec_json, digest, bool(component), float(created))
+    assert isinstance(digest, str) and isinstance(created, float | int) and isinstance(number, int)
+    return Version(vid, app, spec_json, digest, bool(component), float(created), number)
 
 
 @dataclasses.dataclass
@@ -222,6 +243,7 @@ class StateStore:
 
     def _open(self) -> sqlite3.Connection:
         path = self.directory / "state.db"
+        self._say_if_lost(path)
         try:
             # isolation_level=None: no implicit transactions; every write is an explicit BEGIN IMMEDIATE..COMMIT.
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -245,6 +267,22 @@ class StateStore:
             db.close()
             raise
         return db
+
+    def _say_if_lost(self, path: Path) -> None:
+        """Warn when state.db is missing or empty in a folder that has held state: starting
+        empty is then a loss (a deleted or truncated file), not a first start."""
+        try:
+            size: int | None = path.stat().st_size
+        except FileNotFoundError:
+            size = None
+        except OSError:
+            return  # connect() reports it
+        if size:
+            return
+        found = [name for name in _COMPANIONS if (self.directory / name).exists()]
+        if found:
+            log.warning("%s is %s, but %s has other wasmlet files (%s): the recorded apps are gone; starting "
+                        "with none", path, "missing" if size is None else "empty", self.directory, ", ".join(found))
 
     def _migrate(self, db: sqlite3.Connection, path: Path) -> None:
         db.execute("BEGIN IMMEDIATE")
@@ -454,12 +492,18 @@ class StateStore:
             return (v.spec_json, v.digest, v.component) == (spec, item.digest, item.component)
 
         def insert() -> int:
+            # The app's next number, over every version it ever had (deleted ones too: never reused).
+            # Read and written in this IMMEDIATE transaction, so no other writer can take it.
             cursor = db.execute(
-                "INSERT INTO versions (app, spec_json, digest, component, created) VALUES (?, ?, ?, ?, ?)",
-                (item.app, spec, item.digest, int(item.component), now),
+                """INSERT INTO versions (app, number, spec_json, digest, component, created)
+                   VALUES (?, (SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE app = ?), ?, ?, ?, ?)""",
+                (item.app, item.app, spec, item.digest, int(item.component), now),
             )
             assert cursor.lastrowid is not None
             return cursor.lastrowid
+
+        def result(version_id: int, changed: bool) -> DeployResult:
+            return DeployResult(item.app, version_id, changed, self._get_version(db, version_id).number)
 
         if row is None:
             if canary:
@@ -468,30 +512,30 @@ class StateStore:
                 )
             row = _Row(item.app, insert(), None, None, 0, None)
             self._put_row(db, row, now)
-            return DeployResult(item.app, row.stable, True), True
+            return result(row.stable, True), True
 
         if not canary:
             if same(row.stable):
                 if row.canary is None:
-                    return DeployResult(item.app, row.stable, False), False
+                    return result(row.stable, False), False
                 row.canary, row.canary_weight, row.canary_header = None, 0, None
             else:
                 row.previous, row.stable = row.stable, insert()
                 row.canary, row.canary_weight, row.canary_header = None, 0, None
             self._put_row(db, row, now)
-            return DeployResult(item.app, row.stable, True), True
+            return result(row.stable, True), True
 
         if same(row.stable):
-            return DeployResult(item.app, row.stable, False), False
+            return result(row.stable, False), False
         if same(row.canary):
             assert row.canary is not None
             if (row.canary_weight, row.canary_header) == (weight, header):
-                return DeployResult(item.app, row.canary, False), False
+                return result(row.canary, False), False
         else:
             row.canary = insert()
         row.canary_weight, row.canary_header = weight, header
         self._put_row(db, row, now)
-        return DeployResult(item.app, row.canary, True), True
+        return result(row.canary, True), True
 
     def promote(self, app: str) -> AppState:
         """The canary becomes stable; the old stable becomes previous. NoCanary if there is none."""
@@ -547,10 +591,6 @@ class StateStore:
         with self._reading() as db:
             validate_app_name(app)
             return self._state(db, app)
-
-    def version(self, version_id: int) -> Version:
-        with self._reading() as db:
-            return self._get_version(db, version_id)
 
     def generation(self) -> int:
         """A counter that goes up by one with every committed change (persisted)."""

@@ -32,7 +32,7 @@ class ErrorBody(BaseModel):
 
 
 class VersionRef(BaseModel):
-    version: int = Field(ge=1, description="Version id (never reused).")
+    version: int = Field(ge=1, description="The app's version number: 1, 2, 3... per app, never reused.")
     digest: str = Field(description="`sha256:` and the hex digest of the module bytes.")
 
 

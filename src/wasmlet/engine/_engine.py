@@ -51,7 +51,10 @@ class EpochTicker:
 
     Guests run with an epoch deadline (``Store.set_epoch_deadline``); wasmtime
     checks it at function entries and loop back-edges, so a runaway guest traps
-    within one tick of its deadline.
+    within one tick of its deadline. As a context manager it ticks for the
+    block only: for code that runs guest code before a server's ticker starts
+    (the trial instantiation at deploy, ``wasmlet run``). Several tickers on
+    one engine only make deadlines checked more often.
     """
 
     def __init__(self, engine: wasmtime.Engine, tick: float) -> None:
@@ -62,6 +65,13 @@ class EpochTicker:
 
     def start(self) -> None:
         self._thread.start()
+
+    def __enter__(self) -> EpochTicker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         self._stop.set()

@@ -3,20 +3,36 @@
 - ABIs: WAGI (CGI over WASI preview 1; ``_wagi`` is the pure CGI mapping,
   ``_runner`` runs it) and ``wasi:cli`` components (``_component``);
 - the sandbox: the import whitelist checked at deploy and the directories an
-  instance gets (``_imports``), the egress check after DNS (``_egress``), and
-  the ``wasi_experimental_http`` host functions behind it (``_wasi_http``).
+  instance gets (``_imports``, for modules and components alike), the egress
+  check after DNS (``_egress``), and the ``wasi_experimental_http`` host
+  functions behind it (``_wasi_http``);
+- the deadline inside host calls: ``poll_oneoff`` bounded by it (``_sleep``),
+  and outbound requests that end by it (``_deadline_io``).
 """
 
 from ._component import ComponentHandler, build_component_linker, find_run_export
 from ._egress import CheckedTarget, Resolver, resolve_and_check, system_resolver
 from ._handlers import Handler, Linkers, build_handler
-from ._imports import Preopen, check_imports, offending_imports, preopens
+from ._imports import Preopen, check_component_imports, check_imports, component_imports, offending_imports, preopens
 from ._runner import GuestLimits, GuestResult, GuestStats, WagiHandler, check_module
 from ._stdio import remove_scratch_root, scratch_files
 from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
-from ._wasi_http import HttpError, OutboundContext, define_wasi_http, outbound_context
+from ._wasi_http import (
+    CALL_DEPTH_HEADER,
+    INTERNAL_SUFFIX,
+    MAX_CALL_DEPTH,
+    HttpError,
+    InternalCall,
+    OutboundContext,
+    define_wasi_http,
+    outbound_context,
+    set_internal_caller,
+)
 
 __all__ = [
+    "CALL_DEPTH_HEADER",
+    "INTERNAL_SUFFIX",
+    "MAX_CALL_DEPTH",
     "CgiRequest",
     "CgiResponse",
     "CheckedTarget",
@@ -26,6 +42,7 @@ __all__ = [
     "GuestStats",
     "Handler",
     "HttpError",
+    "InternalCall",
     "Linkers",
     "OutboundContext",
     "Preopen",
@@ -35,8 +52,10 @@ __all__ = [
     "build_component_linker",
     "build_environment",
     "build_handler",
+    "check_component_imports",
     "check_imports",
     "check_module",
+    "component_imports",
     "define_wasi_http",
     "find_run_export",
     "offending_imports",
@@ -46,5 +65,6 @@ __all__ = [
     "remove_scratch_root",
     "resolve_and_check",
     "scratch_files",
+    "set_internal_caller",
     "system_resolver",
 ]

@@ -22,12 +22,22 @@ What wasmtime-py 50 lacks, and what that costs here (docs/guest-abis.md):
 
 ``wasi:http/incoming-handler`` components cannot be served at all: see
 ``docs/guest-abis.md``.
+
+The sandbox is WAGI's: the imports are checked against the capabilities at
+deploy (``_imports.check_component_imports``), ``files`` grants are the only
+directories the instance gets, and a component may not sleep (its waits are
+out of the deadline's reach; see ``_imports``). The trial instantiation at
+deploy runs the component's start functions, so it runs under an epoch
+deadline with its own ticker: a start function that loops fails the deploy
+instead of hanging it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import re
+from collections.abc import Sequence
 
 import wasmtime
 import wasmtime.component as wc
@@ -40,6 +50,8 @@ from .._errors import (
     GuestTrap,
     ModuleError,
 )
+from ..engine import EpochTicker
+from ._imports import Preopen
 from ._runner import GuestLimits, GuestResult, GuestRun
 from ._wagi import CgiRequest
 
@@ -57,6 +69,10 @@ _MAX_CORE_INSTANCES = 16
 _MAX_MEMORIES = 4
 _MAX_TABLES = 16
 _TRAP_TEXT = re.compile(r"wasm trap: (.+)")
+# The trial instantiation at deploy: at most this long (or the component's own
+# timeout, if shorter), with the epoch advanced this often by its own ticker.
+_TRIAL_TIMEOUT = 10.0
+_TRIAL_TICK = 0.01
 
 
 def build_component_linker(engine: wasmtime.Engine) -> wc.Linker:
@@ -109,6 +125,7 @@ class ComponentHandler:
         environment: tuple[tuple[str, str], ...] = (),
         argv: str = "${SCRIPT_NAME} ${ARGS}",
         linker: wc.Linker | None = None,
+        preopens: Sequence[Preopen] = (),
     ) -> None:
         self.name = name
         self.engine = engine
@@ -116,6 +133,7 @@ class ComponentHandler:
         self.route = route
         self.environment = environment
         self.argv = argv
+        self.preopens = tuple(preopens)
         self._component = component
         self._linker = linker if linker is not None else build_component_linker(engine)
         self._run = find_run_export(component, engine, name)
@@ -126,13 +144,22 @@ class ComponentHandler:
 
         Without a component ``InstancePre`` the only check wasmtime-py offers
         is an instantiation; it runs no guest code unless the component has a
-        start function, and it is bounded like a request.
+        start function, and then under a deadline (the component's timeout, at
+        most ``_TRIAL_TIMEOUT``) with a ticker of its own: the caller's engine
+        may have none running yet (deploy, a worker loading its plan).
         """
-        run = GuestRun(self.name, self.limits, _PROBE, self.route, (), self.argv, "")
+        limits = dataclasses.replace(self.limits, timeout=min(self.limits.timeout, _TRIAL_TIMEOUT))
+        run = GuestRun(self.name, limits, _PROBE, self.route, (), self.argv, "")
         store = run.store(self.engine, instances=_MAX_CORE_INSTANCES, memories=_MAX_MEMORIES, tables=_MAX_TABLES)
         try:
-            self._linker.instantiate(store, self._component)
+            with EpochTicker(self.engine, _TRIAL_TICK):
+                self._linker.instantiate(store, self._component)
         except wasmtime.WasmtimeError as exc:
+            if run.watch.reason is not None:
+                raise ModuleError(
+                    f"{self.name}: the component did not start within {limits.timeout:g}s "
+                    "(a start function that does not return); refused"
+                ) from exc
             if "exceeds memory limits" in str(exc):
                 raise ModuleError(
                     f"{self.name}: the component needs more memory to start than its memoryLimit of "
@@ -148,6 +175,8 @@ class ComponentHandler:
         ``traceparent`` is handed to the guest as ``TRACEPARENT``, as WAGI does.
         """
         run = GuestRun(self.name, self.limits, request, self.route, self.environment, self.argv, traceparent)
+        for preopen in self.preopens:  # only what the manifest grants (capabilities.files)
+            run.wasi.preopen_dir(preopen.host, preopen.guest, fs_mutable=preopen.writable)
         store = run.store(self.engine, instances=_MAX_CORE_INSTANCES, memories=_MAX_MEMORIES, tables=_MAX_TABLES)
         instance = None
         try:

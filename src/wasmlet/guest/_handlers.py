@@ -9,8 +9,9 @@ import wasmtime.component
 
 from ..plan import ComponentSpec
 from ._component import ComponentHandler
-from ._imports import check_imports, preopens
+from ._imports import check_component_imports, check_imports, preopens
 from ._runner import GuestLimits, GuestResult, WagiHandler, check_module
+from ._sleep import define_deadline_poll
 from ._wagi import CgiRequest
 from ._wasi_http import define_wasi_http
 
@@ -30,6 +31,7 @@ class Linkers:
         self.engine = engine
         self.core = wasmtime.Linker(engine)
         self.core.define_wasi()
+        define_deadline_poll(self.core, engine)  # sleeping is bounded by the request deadline
         define_wasi_http(self.core)  # outbound HTTP, enforced per component by its allowedOutboundHosts
         self._component: wasmtime.component.Linker | None = None
 
@@ -56,11 +58,14 @@ def build_handler(
     name = name or spec.qualified_name
     assert spec.route is not None
     limits = GuestLimits(spec.memory_limit, spec.timeout, spec.max_response_size)
-    if isinstance(compiled, wasmtime.component.Component):
-        return ComponentHandler(name=name, engine=linkers.engine, component=compiled, limits=limits, route=spec.route,
-                                environment=spec.environment, argv=spec.argv, linker=linkers.component)
-    check_module(compiled, spec.entrypoint, spec.memory_limit, name)
     capabilities = spec.capabilities
+    if isinstance(compiled, wasmtime.component.Component):
+        # The same sandbox as WAGI: the import check, and files grants as the only directories.
+        check_component_imports(compiled, linkers.engine, capabilities, name)
+        return ComponentHandler(name=name, engine=linkers.engine, component=compiled, limits=limits, route=spec.route,
+                                environment=spec.environment, argv=spec.argv, linker=linkers.component,
+                                preopens=preopens(capabilities, spec.base_dir))
+    check_module(compiled, spec.entrypoint, spec.memory_limit, name)
     check_imports(compiled, capabilities, name)  # deny by default: only what a WAGI handler needs
     return WagiHandler(name=name, engine=linkers.engine, linker=linkers.core, module=compiled, limits=limits,
                        route=spec.route, environment=spec.environment, entrypoint=spec.entrypoint, argv=spec.argv,

@@ -3,6 +3,10 @@
 ``WagiHandler.handle`` blocks while the guest runs. wasmtime-py calls into
 the engine through ``ctypes.CDLL``, which releases the GIL for the duration of
 the call, so several handlers run truly in parallel on worker threads.
+
+The deadline holds in host calls too: ``poll_oneoff`` is bounded by it
+(``_sleep``, bound to the run with ``bind_deadline``), and an outbound request
+cut short by it (``_wasi_http``) makes the answer a timeout.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from .._errors import (
 from ..plan import AllowedHost
 from . import _capi as capi
 from ._imports import Preopen
+from ._sleep import bind_deadline
 from ._stdio import ScratchFiles, scratch_files
 from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
-from ._wasi_http import OutboundContext, outbound_context
+from ._wasi_http import OutboundContext, call_depth, outbound_context
 
 log = logging.getLogger("wasmlet.guest")
 
@@ -273,14 +278,13 @@ class WagiHandler:
         run = GuestRun(self.name, self.limits, request, self.route, self.environment, self.argv, traceparent)
         for preopen in self.preopens:  # only what the manifest grants (capabilities.files)
             run.wasi.preopen_dir(preopen.host, preopen.guest, fs_mutable=preopen.writable)
-        store = run.store(self.engine, instances=1, memories=1, tables=4)
+        store = run.store(self.engine, instances=2, memories=1, tables=4)  # 2: the sleep trampoline (_sleep)
         instance = None
-        egress = (
-            outbound_context(OutboundContext(self.outbound, deadline=run.deadline, app=self.name))
-            if self.outbound else contextlib.nullcontext()
-        )
+        outbound = OutboundContext(self.outbound, deadline=run.deadline, app=self.name, traceparent=traceparent,
+                                   depth=call_depth(request.headers)) if self.outbound else None
+        egress = outbound_context(outbound) if outbound is not None else contextlib.nullcontext()
         try:
-            with egress:
+            with bind_deadline(run.watch), egress:
                 instance = self._pre.instantiate(store)
                 run.instantiated()
                 capi.call_export(store, instance, self._entrypoint)
@@ -291,6 +295,8 @@ class WagiHandler:
             run.failure = self._classify_trap(exc)
         except wasmtime.WasmtimeError as exc:
             run.failure = GuestTrap(f"{self.name}: {_first_line(exc)}")
+        if outbound is not None and outbound.timed_out and run.watch.reason is None:
+            run.watch.reason = "timeout"  # an outbound request reached the deadline: the guest's answer is late
         # Memory is read on failure (to tell a memory-limit hit apart) and on one
         # request in eight otherwise, for the high-water metric: the export lookup
         # costs ~7 us, a tenth of a hello request.

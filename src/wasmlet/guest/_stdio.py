@@ -7,6 +7,10 @@ thread owns one pair on tmpfs (``/dev/shm`` when present) and reuses it:
 WASI opens the path with ``O_TRUNC`` for every request, and the thread reads
 it back through its own descriptor when the guest is done. Figures:
 ``docs/architecture.md`` ("Guest output capture"); measured with wasmtime-py 50.
+
+The folder is ``wasmlet-PID-XXXXXXXX`` (0700) under ``$WASMLET_SCRATCH_DIR``,
+else ``/dev/shm``: the pid lets ``wasmlet serve`` sweep the folder of a
+worker killed before it could remove it (``wasmlet._multiproc``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+
+from .._multiproc import scratch_base
 
 __all__ = ["ScratchFiles", "remove_scratch_root", "scratch_files"]
 
@@ -29,8 +35,7 @@ def _scratch_root() -> Path:
     global _root
     with _root_lock:
         if _root is None:
-            base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-            _root = Path(tempfile.mkdtemp(prefix=f"wasmlet-{os.getpid()}-", dir=base))
+            _root = Path(tempfile.mkdtemp(prefix=f"wasmlet-{os.getpid()}-", dir=scratch_base()))
         elif not _root.exists():
             _root.mkdir(mode=0o700, parents=True)
         return _root

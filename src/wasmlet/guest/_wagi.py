@@ -19,12 +19,24 @@ from .._errors import MalformedResponse
 __all__ = ["CgiRequest", "CgiResponse", "build_argv", "build_environment", "parse_cgi_response"]
 
 SERVER_SOFTWARE = "wasmlet"
+# Responses that never carry content (RFC 9110 section 6.4.1); 1xx are refused outright.
+_BODILESS = frozenset({204, 304})
 
 # RFC 9110 section 5.6.2: a header name is a token.
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-# Headers the host owns: framing and connection management (RFC 9110 section 7.6.1, RFC 9112 section 6).
-_HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
-               b"proxy-connection", b"content-length"}
+# RFC 9110 section 5.5: a field value holds VCHAR, obs-text, SP and HTAB; any other
+# control character would let a guest end the header block (response splitting)
+# or make the HTTP server drop the connection.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# Headers the host owns: framing and connection management (RFC 9110 section 7.6.1, RFC 9112 section 6),
+# and the host's own answers about a request, which a guest must not forge.
+_HOST_OWNED = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
+               b"proxy-connection", b"content-length", b"x-wasmlet-error", b"x-request-id"}
+# Header names that become HTTP_* variables: letters, digits and '-' only. A name
+# with '_' (or any other token character) would collide with a '-' twin once
+# mapped ("X-User" and "X_User" both give HTTP_X_USER), letting a client forge a
+# header a proxy in front vouches for; Apache httpd 2.4 drops such headers too.
+_CGI_HEADER = re.compile(r"^[A-Za-z0-9-]+$")
 _MAX_HEADER_BYTES = 64 * 1024
 
 
@@ -65,7 +77,10 @@ def build_environment(
     """The guest's environment for ``request`` matched on ``route``.
 
     The manifest's ``environment`` comes first; CGI variables follow and win,
-    so request data is always what the RFC says it is. The ``Proxy`` header is
+    so request data is always what the RFC says it is. A client's header never
+    replaces a variable the manifest sets (the operator's ``HTTP_X_TENANT`` stays
+    the operator's), and only header names of letters, digits and ``-`` are
+    mapped, so two names never collide in one variable. The ``Proxy`` header is
     never passed on: as ``HTTP_PROXY`` it would steer the guest's HTTP client
     to an attacker's proxy ("httpoxy", CVE-2016-5385).
     """
@@ -85,11 +100,13 @@ def build_environment(
         if name == "content-length":
             content_length = value
             continue
-        if name == "proxy":
+        if name == "proxy" or not _CGI_HEADER.match(name):
             continue
         if name == "host":
             host_header = value
         key = _header_env_name(name)
+        if key in env:  # the manifest set it
+            continue
         if key in merged:
             # RFC 9110 section 5.3 joins repeated fields with ", "; cookies use "; " (RFC 6265 section 5.4).
             merged[key] += ("; " if name == "cookie" else ", ") + value
@@ -149,9 +166,15 @@ def parse_cgi_response(output: bytes) -> CgiResponse:
     Header lines end in LF or CRLF and stop at the first empty line. At least
     one of ``Content-Type``, ``Location`` or ``Status`` must be present
     (section 6.2). ``Status`` sets the code; a ``Location`` without ``Status``
-    is a client redirect, sent as 302 (section 6.2.4). Framing headers the
-    host owns (``Content-Length``, ``Transfer-Encoding``, ...) are dropped.
-    Raises ``MalformedResponse`` saying what is wrong.
+    is a client redirect, sent as 302 (section 6.2.4). Headers the host owns
+    (``Content-Length``, ``Transfer-Encoding``, ``X-Request-Id``, ...) are
+    dropped. A 1xx status is refused: an interim response (RFC 9110 section
+    15.2) followed by the guest's body would let the guest write the client's
+    final response itself, or claim a protocol switch (101). A 204 or 304
+    has no body (RFC 9110 sections 15.3.5 and 15.4.5): whatever the guest
+    wrote after the headers is dropped, or on a kept-alive connection it would
+    be read as the answer to the next request. Raises ``MalformedResponse``
+    saying what is wrong.
     """
     end = -1
     sep = 0
@@ -176,24 +199,29 @@ def parse_cgi_response(output: bytes) -> CgiResponse:
         if not colon or not _TOKEN.match(name):
             raise MalformedResponse(f"CGI header line {number} is not 'Name: value': {line[:80]!r}")
         value = value.strip(b" \t")
-        if b"\r" in value or b"\0" in value:
-            raise MalformedResponse(f"CGI header line {number} holds a control character")
+        if _CONTROL.search(value):
+            raise MalformedResponse(f"CGI header line {number} holds a control character: {line[:80]!r}")
         lower = name.lower()
         if lower == b"status":
             code = value.split(b" ", 1)[0]
             if not (len(code) == 3 and code.isdigit() and 100 <= int(code) <= 599):
                 raise MalformedResponse(f"CGI Status must start with a 3-digit code 100-599, got {value[:40]!r}")
+            if code.startswith(b"1"):
+                raise MalformedResponse(f"CGI Status {code.decode()} is an interim (1xx) response; "
+                                        "a guest must answer with a final status, 200-599")
             status = int(code)
             continue
         if lower == b"location":
             location = True
         elif lower == b"content-type":
             content_type = True
-        if lower in _HOP_BY_HOP:
+        if lower in _HOST_OWNED:
             continue
         headers.append((lower, value))
     if status is None and not location and not content_type:
         raise MalformedResponse("CGI response has none of Content-Type, Location or Status (RFC 3875 section 6.2)")
     if status is None:
         status = 302 if location else 200
+    if status in _BODILESS:
+        body = b""
     return CgiResponse(status=status, headers=headers, body=body)

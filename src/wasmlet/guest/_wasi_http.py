@@ -36,10 +36,18 @@ name and per invocation only (``OutboundContext.client_for``): a connection
 authenticated for one name never carries a request for another. Redirects are not followed
 (a 3xx goes back to the guest, whose next ``req`` is checked again), and
 proxies from the environment are ignored (``trust_env=False``).
+
+**Deadline.** A request ends by the guest's deadline, whatever the upstream
+does: every connect, handshake, read and write is given the time left
+(``_deadline_io``), not a per-read timeout an upstream trickling one byte a
+second could renew forever. A request cut short by the deadline returns 11 and
+marks the context ``timed_out``: the runner answers 504, as for any guest
+still running at its deadline.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import enum
 import logging
@@ -51,21 +59,29 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpcore
 import httpx
 import wasmtime
 
 from .._errors import EgressDenied
-from ..plan import AllowedHost, parse_target
+from ..plan import AllowedHost, Target, parse_target
+from ._deadline_io import DeadlineBackend, DeadlineClock
 from ._egress import CheckedTarget, Resolver, resolve_and_check, system_resolver
 
 __all__ = [
+    "CALL_DEPTH_HEADER",
+    "INTERNAL_SUFFIX",
+    "MAX_CALL_DEPTH",
     "MODULE",
     "HttpError",
+    "InternalCall",
+    "call_depth",
     "OutboundContext",
     "current_context",
     "default_client",
     "define_wasi_http",
     "outbound_context",
+    "set_internal_caller",
 ]
 
 log = logging.getLogger("wasmlet.egress")
@@ -73,6 +89,14 @@ log = logging.getLogger("wasmlet.egress")
 MODULE = "wasi_experimental_http"
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _HOST_OWNED = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"})
+# Cross-app calls (docs/lattice.md): ``http://APP.COMPONENT.wasmlet/PATH`` reaches another app by name,
+# wherever it runs, through the hook the worker installs (``set_internal_caller``); egress rules apply.
+INTERNAL_SUFFIX = ".wasmlet"
+CALL_DEPTH_HEADER = "x-wasmlet-call-depth"
+MAX_CALL_DEPTH = 8  # apps calling apps: a loop ends here (508), not in a pool of threads all waiting
+_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+# (app "APP/COMPONENT", method, path and query, headers, body, seconds left) -> (status, headers, body)
+InternalCall = Callable[[str, str, str, list[tuple[str, str]], bytes, float], tuple[int, list[tuple[str, str]], bytes]]
 
 
 class HttpError(enum.IntEnum):
@@ -111,24 +135,29 @@ class OutboundContext:
 
     ``allowed`` is the component's parsed ``allowedOutboundHosts``
     (``Capabilities.outbound``); ``deadline`` the guest's ``time.monotonic()``
-    deadline, which caps every request's timeout; the limits bound what one
-    invocation can make the host do.
+    deadline, by which every request ends (``timeout`` caps each one as a
+    whole, too); the limits bound what one invocation can make the host do.
+    ``verify`` replaces the system's CA certificates (tests).
     """
 
     allowed: tuple[AllowedHost, ...]
     deadline: float | None = None
-    timeout: float = 10.0  # per request, seconds (also capped by the deadline)
+    timeout: float = 10.0  # per request, seconds, from connect to the last byte (also capped by the deadline)
     max_requests: int = 32  # per invocation; past it, req returns 13
     max_open: int = 16  # responses not yet closed; past it, req returns 13
     max_response_body: int = 10 << 20  # bytes; a larger body is a request error (11)
     resolver: Resolver = system_resolver
-    client_factory: Callable[[], httpx.Client] | None = None  # None: ``default_client``
+    verify: ssl.SSLContext | None = None  # None: the system's CA certificates
     app: str = ""  # for log lines
+    traceparent: str = ""  # the guest's request's trace context, passed on by calls to other apps
+    depth: int = 0  # how many app-to-app calls led to this invocation
     requests: int = 0
+    timed_out: bool = False  # a request was cut short by ``deadline``
     denied: list[str] = dataclasses.field(default_factory=list)  # EgressDenied messages, for the caller
     _responses: dict[int, _Response] = dataclasses.field(default_factory=dict)
     _next_handle: int = 1
     _clients: dict[str, httpx.Client] = dataclasses.field(default_factory=dict)
+    _clock: DeadlineClock = dataclasses.field(default_factory=DeadlineClock)  # the request being sent
 
     def client_for(self, name: str) -> httpx.Client:
         """One client (connection pool) per host name, for this invocation only.
@@ -141,7 +170,7 @@ class OutboundContext:
         """
         client = self._clients.get(name)
         if client is None:
-            client = (self.client_factory or default_client)()
+            client = default_client(self._clock, self.verify)
             self._clients[name] = client
         return client
 
@@ -153,6 +182,20 @@ class OutboundContext:
 
 
 _bound = threading.local()
+_internal: list[InternalCall | None] = [None]
+
+
+def call_depth(headers: tuple[tuple[str, str], ...]) -> int:
+    """How many app-to-app calls led to a request (its ``x-wasmlet-call-depth``; 0 if none or garbled)."""
+    for name, value in headers:
+        if name.lower() == CALL_DEPTH_HEADER:
+            return int(value) if value.isdigit() and len(value) < 4 else MAX_CALL_DEPTH
+    return 0
+
+
+def set_internal_caller(call: InternalCall | None) -> None:
+    """Install how ``http://APP.COMPONENT.wasmlet/`` reaches an app (the worker's, see ``wasmlet.server``)."""
+    _internal[0] = call
 
 
 def current_context() -> OutboundContext | None:
@@ -176,18 +219,26 @@ _ssl_lock = threading.Lock()
 _ssl_context: ssl.SSLContext | None = None
 
 
-def default_client() -> httpx.Client:
-    """No proxies from the environment, no redirects, and one CA context for the process.
+def default_client(clock: DeadlineClock | None = None, verify: ssl.SSLContext | None = None) -> httpx.Client:
+    """No proxies from the environment, no redirects, one CA context for the process, and ``clock``'s deadline.
 
     Loading the CA bundle costs milliseconds, so the ``SSLContext`` (thread-safe
     for new connections) is built once and shared; clients are not.
     """
     global _ssl_context
-    with _ssl_lock:
-        if _ssl_context is None:
-            _ssl_context = httpx.create_ssl_context()
-        context = _ssl_context
-    return httpx.Client(verify=context, trust_env=False, follow_redirects=False)
+    if verify is None:
+        with _ssl_lock:
+            if _ssl_context is None:
+                _ssl_context = httpx.create_ssl_context()
+            verify = _ssl_context
+    transport = httpx.HTTPTransport(verify=verify, trust_env=False)
+    if clock is not None:
+        # httpx 0.28 hands httpcore no network backend: the same pool as its own, with one.
+        transport._pool = httpcore.ConnectionPool(
+            ssl_context=verify, max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0,
+            network_backend=DeadlineBackend(clock),
+        )
+    return httpx.Client(transport=transport, trust_env=False, follow_redirects=False)
 
 
 # Guest memory ----------------------------------------------------------------
@@ -287,8 +338,11 @@ def _req(caller: wasmtime.Caller, url_ptr: int, url_len: int, method_ptr: int, m
         raise _Fail(HttpError.INVALID_URL) from exc
     if target.scheme not in ("http", "https"):
         raise _Fail(HttpError.INVALID_URL)
+    if target.host.endswith(INTERNAL_SUFFIX):  # another app, by name: no DNS, no socket
+        _answer(caller, memory, ctx, _call_app(ctx, target, url, method, headers, body), status_ptr, handle_ptr)
+        return
     try:
-        checked = resolve_and_check(target, ctx.allowed, ctx.resolver)
+        checked = _resolve(ctx, target)
     except EgressDenied as exc:
         ctx.denied.append(str(exc))
         log.warning("app=%s egress denied: %s", ctx.app, exc)
@@ -301,13 +355,87 @@ def _req(caller: wasmtime.Caller, url_ptr: int, url_len: int, method_ptr: int, m
     _write(caller, memory, handle_ptr, _u32(handle))
 
 
+def _answer(caller: wasmtime.Caller, memory: wasmtime.Memory, ctx: OutboundContext, response: _Response,
+            status_ptr: int, handle_ptr: int) -> None:
+    handle = ctx._next_handle
+    ctx._next_handle += 1
+    ctx._responses[handle] = response
+    _write(caller, memory, status_ptr, response.status.to_bytes(2, "little"))
+    _write(caller, memory, handle_ptr, _u32(handle))
+
+
+def _call_app(ctx: OutboundContext, target: Target, url: str, method: str, headers: list[tuple[str, str]],
+              body: bytes) -> _Response:
+    """A call to ``http://APP.COMPONENT.wasmlet/PATH``: allowed as any egress is, then made by the hook."""
+    if not any(pattern.allows(target) for pattern in ctx.allowed):
+        message = f"{target.host} is not in allowedOutboundHosts (grant it as http://{target.host})"
+        ctx.denied.append(message)
+        log.warning("app=%s egress denied: %s", ctx.app, message)
+        raise _Fail(HttpError.DESTINATION_NOT_ALLOWED)
+    labels = target.host.removesuffix(INTERNAL_SUFFIX).split(".")
+    if len(labels) != 2 or not all(_LABEL.match(label) for label in labels) or target.port is not None:
+        raise _Fail(HttpError.INVALID_URL)
+    call = _internal[0]
+    if call is None:
+        log.info("app=%s outbound to %s: this host does not route calls between apps", ctx.app, target.host)
+        raise _Fail(HttpError.REQUEST_ERROR)
+    if ctx.depth >= MAX_CALL_DEPTH:
+        return _Response(508, [("content-type", "text/plain")], f"508 loop detected: {MAX_CALL_DEPTH} nested calls "
+                         "between apps\n".encode())
+    left = ctx.timeout if ctx.deadline is None else min(ctx.timeout, ctx.deadline - time.monotonic())
+    if left <= 0:
+        ctx.timed_out = ctx.deadline is not None
+        raise _Fail(HttpError.REQUEST_ERROR)
+    parsed = httpx.URL(url)
+    path = parsed.raw_path.decode("ascii", "replace") or "/"
+    sent = [(n, v) for n, v in headers if n.lower() not in _HOST_OWNED | {"traceparent", CALL_DEPTH_HEADER}]
+    sent += [("host", target.host), (CALL_DEPTH_HEADER, str(ctx.depth + 1))]
+    if ctx.traceparent:  # the trace goes on through the call (W3C Trace Context)
+        sent.append(("traceparent", ctx.traceparent))
+    try:
+        status, out_headers, out_body = call(f"{labels[0]}/{labels[1]}", method, path, sent, body, left)
+    except TimeoutError as exc:
+        ctx.timed_out = ctx.deadline is not None and time.monotonic() >= ctx.deadline
+        raise _Fail(HttpError.REQUEST_ERROR) from exc
+    except Exception as exc:
+        log.info("app=%s call to %s failed: %s", ctx.app, target.host, exc)
+        raise _Fail(HttpError.REQUEST_ERROR) from exc
+    if len(out_body) > ctx.max_response_body:
+        raise _Fail(HttpError.REQUEST_ERROR)
+    return _Response(status, out_headers, out_body)
+
+
+# getaddrinfo cannot be interrupted: a name server that never answers would hold
+# the guest's thread past its deadline, so lookups run here and are waited for
+# until the deadline only (a lookup left behind ends with the resolver's own timeout).
+_lookups = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="wasmlet-dns")
+
+
+def _resolve(ctx: OutboundContext, target: Target) -> CheckedTarget:
+    if target.ip is not None:  # nothing to look up
+        return resolve_and_check(target, ctx.allowed, ctx.resolver)
+    left = ctx.timeout if ctx.deadline is None else min(ctx.timeout, ctx.deadline - time.monotonic())
+    if left <= 0:
+        ctx.timed_out = ctx.deadline is not None
+        raise _Fail(HttpError.REQUEST_ERROR)
+    lookup = _lookups.submit(resolve_and_check, target, ctx.allowed, ctx.resolver)
+    try:
+        return lookup.result(timeout=left)
+    except concurrent.futures.TimeoutError as exc:
+        log.info("app=%s outbound: no DNS answer for %s in time", ctx.app, target.host)
+        ctx.timed_out = ctx.deadline is not None and time.monotonic() >= ctx.deadline
+        raise _Fail(HttpError.REQUEST_ERROR) from exc
+
+
 def _send(ctx: OutboundContext, checked: CheckedTarget, url: str, method: str,
           headers: list[tuple[str, str]], body: bytes) -> _Response:
-    timeout = ctx.timeout
-    if ctx.deadline is not None:
-        timeout = min(timeout, ctx.deadline - time.monotonic())
-        if timeout <= 0:
-            raise _Fail(HttpError.RUNTIME_ERROR)
+    now = time.monotonic()
+    deadline = now + ctx.timeout if ctx.deadline is None else min(now + ctx.timeout, ctx.deadline)
+    timeout = deadline - now
+    if timeout <= 0:
+        ctx.timed_out = True
+        raise _Fail(HttpError.RUNTIME_ERROR)
+    ctx._clock.deadline = deadline
     original = httpx.URL(url)
     target = checked.target
     host_header = target.authority if target.port is not None else (
@@ -332,6 +460,7 @@ def _send(ctx: OutboundContext, checked: CheckedTarget, url: str, method: str,
             continue
         except httpx.HTTPError as exc:
             log.info("app=%s outbound %s %s failed: %s", ctx.app, method, url, exc)
+            _note_deadline(ctx, exc)
             raise _Fail(HttpError.REQUEST_ERROR) from exc
         try:
             chunks = []
@@ -344,12 +473,19 @@ def _send(ctx: OutboundContext, checked: CheckedTarget, url: str, method: str,
                     raise _Fail(HttpError.REQUEST_ERROR)
                 chunks.append(chunk)
         except httpx.HTTPError as exc:
+            log.info("app=%s outbound %s %s: response failed: %s", ctx.app, method, url, exc)
+            _note_deadline(ctx, exc)
             raise _Fail(HttpError.REQUEST_ERROR) from exc
         finally:
             reply.close()
         return _Response(reply.status_code, list(reply.headers.multi_items()), b"".join(chunks))
     log.info("app=%s outbound %s %s: cannot connect: %s", ctx.app, method, url, last_error)
     raise _Fail(HttpError.REQUEST_ERROR)
+
+
+def _note_deadline(ctx: OutboundContext, exc: httpx.HTTPError) -> None:
+    if isinstance(exc, httpx.TimeoutException) and ctx.deadline is not None and time.monotonic() >= ctx.deadline:
+        ctx.timed_out = True
 
 
 def _close(caller: wasmtime.Caller, handle: int) -> None:

@@ -9,9 +9,15 @@ importing it loads no engine, HTTP client or cryptography
 - ``ComponentSpec``, what a manifest's component becomes once valid, with
   typed ``Capabilities``, ``RateLimit`` and ``Concurrency``;
 - the ``Plan`` with its components and slots, and the ``EngineSettings``;
-- the pure half of the egress policy (patterns, targets, internal addresses).
+- the pure half of the egress policy (patterns, targets, internal addresses);
+- ``wasm_kind``: a module, a component, or what the bytes are instead;
+- placement in a lattice: the placement traits (``SUPPORTED_TRAITS``) and the
+  ``Placement`` they make, the seed's Kubernetes ``Node`` and ``PriorityClass``
+  (``load_nodes``, ``load_priority_classes``), and ``place``, a pure function
+  from ``Workload``s and ``Node``s to a ``PlacementResult``.
 """
 
+from ._binary import WASM_MAGIC, wasm_kind
 from ._capabilities import (
     ALL_WASI_P1,
     FILES_READ_IMPORTS,
@@ -36,11 +42,40 @@ from ._egress import (
     parse_target,
 )
 from ._engine import EngineSettings
-from ._loader import assign_routes, field_path, load_manifest, parse_manifest
+from ._kube import (
+    UNSCHEDULABLE_TAINT,
+    ZONE_LABEL,
+    Node,
+    PriorityClass,
+    load_nodes,
+    load_priority_classes,
+    parse_nodes,
+    parse_priority_classes,
+)
+from ._loader import (
+    MAX_MANIFEST_BYTES,
+    assign_routes,
+    decode_manifest,
+    field_path,
+    load_manifest,
+    parse_manifest,
+    parse_manifest_bytes,
+)
 from ._manifest import Application, Concurrency, RateLimit, WasmProperties
-from ._plan import Plan, PlannedComponent, Slot
+from ._placement import PlacementResult, Workload, place
+from ._plan import LatticeLink, Plan, PlannedComponent, RemoteApp, Slot
 from ._quantity import parse_duration, parse_quantity
+from ._scheduling import (
+    MAX_REPLICAS,
+    NodeSelectorRequirement,
+    NodeSelectorTerm,
+    Placement,
+    SpreadConstraint,
+    Taint,
+    Toleration,
+)
 from ._spec import ComponentSpec
+from ._traits import SUPPORTED_TRAITS
 
 __all__ = [
     "ALL_WASI_P1",
@@ -48,9 +83,15 @@ __all__ = [
     "FILES_WRITE_IMPORTS",
     "HANDLER_IMPORTS",
     "HTTP_IMPORTS",
+    "MAX_MANIFEST_BYTES",
+    "MAX_REPLICAS",
+    "SUPPORTED_TRAITS",
+    "UNSCHEDULABLE_TAINT",
     "WASI_HTTP",
     "WASI_P1",
+    "WASM_MAGIC",
     "WELL_KNOWN_PORTS",
+    "ZONE_LABEL",
     "AllowedHost",
     "Application",
     "Capabilities",
@@ -59,22 +100,42 @@ __all__ = [
     "EngineSettings",
     "FileMount",
     "IPAddress",
+    "LatticeLink",
+    "Node",
+    "NodeSelectorRequirement",
+    "NodeSelectorTerm",
+    "Placement",
+    "PlacementResult",
     "Plan",
     "PlannedComponent",
+    "PriorityClass",
     "RateLimit",
+    "RemoteApp",
     "Slot",
+    "SpreadConstraint",
+    "Taint",
     "Target",
+    "Toleration",
     "WasmProperties",
+    "Workload",
     "allowed_imports",
     "assign_routes",
+    "decode_manifest",
     "field_path",
     "is_allowed",
     "is_internal",
     "load_manifest",
+    "load_nodes",
+    "load_priority_classes",
     "parse_allowed_host",
     "parse_allowed_hosts",
     "parse_duration",
     "parse_manifest",
+    "parse_manifest_bytes",
+    "parse_nodes",
+    "parse_priority_classes",
     "parse_quantity",
     "parse_target",
+    "place",
+    "wasm_kind",
 ]

@@ -19,6 +19,35 @@ are compared, as a layer-4 policy would).
 
 This is the pure half: patterns, targets, what counts as internal. The check
 after DNS, which resolves names, is the guest sandbox's (``wasmlet.guest``).
+
+**Internal addresses** (``is_internal``), from tables rather than from
+``ipaddress``'s ``is_global`` (whose tables change between Python patch
+releases):
+
+- IPv4: the ranges the IANA IPv4 Special-Purpose Address Registry marks not
+  globally reachable (``this network``, RFC 1918, CGNAT, loopback,
+  link-local with the cloud metadata address, IETF protocol assignments,
+  documentation, benchmarking, the deprecated 6to4 relay anycast), multicast
+  and the reserved ``240.0.0.0/4``;
+- IPv6 that carries an IPv4 address is internal when that address is, in
+  every form: IPv4-mapped ``::ffff:a.b.c.d`` and IPv4-compatible ``::a.b.c.d``
+  (RFC 4291, section 2.5.5), IPv4-translated ``::ffff:0:a.b.c.d`` (RFC 2765,
+  section 2.1), NAT64 ``64:ff9b::/96`` (RFC 6052), 6to4 ``2002::/16``
+  (RFC 3056) and Teredo ``2001::/32`` (RFC 4380: the server address, and the
+  client address stored inverted);
+- other IPv6 is internal outside ``2000::/3``, the only space IANA allocates
+  for global unicast (that covers loopback, unspecified, IPv4-compatible and
+  -translated, local-use NAT64 ``64:ff9b:1::/48`` (RFC 8215), discard
+  ``100::/64``, ULA ``fc00::/7``, link-local ``fe80::/10``, the deprecated
+  site-local ``fec0::/10`` (RFC 3879) and multicast ``ff00::/8``), and inside
+  it in the IETF protocol block ``2001::/23`` (Teredo included), documentation
+  ``2001:db8::/32`` and ``3fff::/20``, and SRv6 SIDs ``5f00::/16``.
+
+IPv4-mapped, NAT64 ``64:ff9b::/96`` and 6to4 addresses of a *public* IPv4
+address are public: on an IPv6-only network with DNS64 every IPv4 destination
+looks like ``64:ff9b::a.b.c.d``. A network-specific NAT64 prefix (RFC 6052,
+section 2.2) cannot be told from the address: refuse it with the network
+policy around the host.
 """
 
 from __future__ import annotations
@@ -34,6 +63,7 @@ __all__ = [
     "AllowedHost",
     "IPAddress",
     "Target",
+    "embedded_ipv4",
     "is_allowed",
     "is_internal",
     "parse_allowed_host",
@@ -47,7 +77,35 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 WELL_KNOWN_PORTS = {"http": 80, "https": 443, "postgres": 5432, "mysql": 3306, "redis": 6379, "mqtt": 1883}
 _SCHEME = re.compile(r"^[A-Za-z]+$")
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+# IANA IPv4 Special-Purpose Address Registry, "Globally Reachable: False", and multicast/reserved.
+_INTERNAL_V4 = tuple(ipaddress.IPv4Network(net) for net in (
+    "0.0.0.0/8",  # "this network" (RFC 791); Linux connects 0.0.0.0 to the local host
+    "10.0.0.0/8",  # private (RFC 1918)
+    "100.64.0.0/10",  # shared address space, carrier-grade NAT (RFC 6598)
+    "127.0.0.0/8",  # loopback (RFC 1122)
+    "169.254.0.0/16",  # link-local (RFC 3927), cloud metadata 169.254.169.254
+    "172.16.0.0/12",  # private (RFC 1918)
+    "192.0.0.0/24",  # IETF protocol assignments (RFC 6890)
+    "192.0.2.0/24",  # documentation TEST-NET-1 (RFC 5737)
+    "192.88.99.0/24",  # 6to4 relay anycast, deprecated (RFC 7526)
+    "192.168.0.0/16",  # private (RFC 1918)
+    "198.18.0.0/15",  # benchmarking (RFC 2544)
+    "198.51.100.0/24",  # documentation TEST-NET-2 (RFC 5737)
+    "203.0.113.0/24",  # documentation TEST-NET-3 (RFC 5737)
+    "224.0.0.0/4",  # multicast (RFC 5771)
+    "240.0.0.0/4",  # reserved (RFC 1112), broadcast 255.255.255.255 included
+))
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+_INTERNAL_V6 = tuple(ipaddress.IPv6Network(net) for net in (
+    "2001::/23",  # IETF protocol assignments (RFC 2928): Teredo, benchmarking, ORCHID, ...
+    "2001:db8::/32",  # documentation (RFC 3849)
+    "3fff::/20",  # documentation (RFC 9637)
+    "5f00::/16",  # SRv6 SIDs (RFC 9602)
+))
+_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291, section 2.5.5.1 (deprecated)
+_V4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765, section 2.1
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052, the well-known prefix
 
 
 def _ip(text: str) -> IPAddress | None:
@@ -62,7 +120,7 @@ def _normalise_name(host: str) -> str:
     if not host.isascii():
         host = host.encode("idna").decode("ascii")
     labels = host.split(".")
-    if not host or len(host) > 253 or not all(_LABEL.match(label) for label in labels):
+    if not host or len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
         raise ValueError(f"{host!r} is not a valid host name")
     return host
 
@@ -119,7 +177,7 @@ def parse_allowed_host(text: str) -> AllowedHost:
             f"{original!r}: expected SCHEME://HOST[:PORT] such as https://api.example.com "
             "('*://*:*' allows everything and disables egress control)"
         )
-    if scheme_text != "*" and not _SCHEME.match(scheme_text):
+    if scheme_text != "*" and not _SCHEME.fullmatch(scheme_text):
         raise ValueError(f"{original!r}: the scheme must be letters or '*'")
     scheme = None if scheme_text == "*" else scheme_text.lower()
     if rest.endswith("/"):
@@ -248,13 +306,27 @@ def _unmap(address: IPAddress) -> IPAddress:
     return address
 
 
+def embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address carries, in each form that carries one (module docstring)."""
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.ipv4_mapped is not None:
+        return (address.ipv4_mapped,)
+    if address in _V4_COMPATIBLE or address in _V4_TRANSLATED or address in _NAT64:
+        return (low,)
+    if address.sixtofour is not None:
+        return (address.sixtofour,)
+    if address.teredo is not None:
+        return address.teredo  # (server, client); ipaddress undoes the client's inversion
+    return ()
+
+
 def is_internal(address: IPAddress | str) -> bool:
-    """Not globally routable (see the module docstring for the list)."""
+    """Not globally reachable (the module docstring has the list). ``ValueError`` for a bad address."""
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded: ipaddress.IPv4Address | None = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None and is_internal(embedded):
-            return True
-    return not ip.is_global or ip.is_multicast or ip.is_unspecified
+    if isinstance(ip, ipaddress.IPv4Address):
+        return any(ip in net for net in _INTERNAL_V4)
+    if any(is_internal(v4) for v4 in embedded_ipv4(ip)):
+        return True
+    if ip.ipv4_mapped is not None or ip in _NAT64 or ip.sixtofour is not None:
+        return False  # reaches the IPv4 address it carries, which is public
+    return ip not in _GLOBAL_UNICAST or any(ip in net for net in _INTERNAL_V6)

@@ -5,9 +5,15 @@ The schema follows OAM ``core.oam.dev/v1beta1`` (the seed's section 3): an
 ``properties`` with ``moduleURL``, ``memoryLimit`` and ``environment``.
 wasmlet adds the few properties one host needs (route, host, timeout, WAGI
 ``argv`` and ``entrypoint``, size caps). Unknown *properties* are refused so a
-typo such as ``memorylimit`` is reported instead of silently ignored; unknown
-top-level OAM fields (``policies``, ``workflow``, traits) are accepted and
-left to the tools that own them.
+typo such as ``memorylimit`` is reported instead of silently ignored. So is
+what KubeVela would act on and wasmlet would not: a component's ``traits``
+other than the placement traits of ``_traits`` (``scaler``, ``affinity``,
+``topologyspreadconstraints``, ``priority``: a trait that does nothing is
+worse than an error), the application's ``policies`` and ``workflow``. Each
+is refused with its type and field path; ``SUPPORTED_TRAITS`` and
+``SUPPORTED_POLICIES`` (none yet) list what is implemented. A supported
+trait's ``properties`` are validated like a component's, unknown ones refused.
+Other OAM fields (labels, annotations, ``dependsOn``) are accepted.
 """
 
 from __future__ import annotations
@@ -15,12 +21,24 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ._capabilities import Capabilities
 from ._quantity import parse_duration, parse_quantity
+from ._traits import SUPPORTED_TRAITS, TRAIT_PROPERTIES
 
-__all__ = ["Application", "Component", "Concurrency", "EnvVar", "RateLimit", "WasmProperties"]
+__all__ = [
+    "SUPPORTED_POLICIES",
+    "SUPPORTED_TRAITS",
+    "Application",
+    "Component",
+    "Concurrency",
+    "EnvVar",
+    "Policy",
+    "RateLimit",
+    "Trait",
+    "WasmProperties",
+]
 
 # RFC 1123 label, as Kubernetes requires of object names.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -35,9 +53,12 @@ DEFAULT_MAX_BODY = "10Mi"
 DEFAULT_MAX_RESPONSE = "10Mi"
 DEFAULT_ARGV = "${SCRIPT_NAME} ${ARGS}"
 
+# KubeVela policy types wasmlet implements (SUPPORTED_TRAITS, the trait types, comes from _traits).
+SUPPORTED_POLICIES: tuple[str, ...] = ()
+
 
 def _dns_label(value: str) -> str:
-    if len(value) > 63 or not _DNS_LABEL.match(value):
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
         raise ValueError("expected a lower-case RFC 1123 name (a-z, 0-9 and '-', at most 63 characters)")
     return value
 
@@ -51,7 +72,7 @@ class EnvVar(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _ENV_NAME.match(value):
+        if not _ENV_NAME.fullmatch(value):
             raise ValueError("expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
         return value
 
@@ -64,15 +85,19 @@ class EnvVar(BaseModel):
         return value
 
 
+# A rate or burst past this is no limit at all; above it, 2 * rate overflows to inf (YAML has .inf too).
+_MAX_RATE = 1e9
+
+
 class RateLimit(BaseModel):
     """Token buckets (requests per second, burst) per client address and for the whole app; 0 is unlimited."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    per_client: float = Field(default=0, ge=0, alias="perClient")
-    per_client_burst: float = Field(default=0, ge=0, alias="perClientBurst")  # 0: twice the rate
-    per_app: float = Field(default=0, ge=0, alias="perApp")
-    per_app_burst: float = Field(default=0, ge=0, alias="perAppBurst")
+    per_client: float = Field(default=0, ge=0, le=_MAX_RATE, alias="perClient")
+    per_client_burst: float = Field(default=0, ge=0, le=_MAX_RATE, alias="perClientBurst")  # 0: twice the rate
+    per_app: float = Field(default=0, ge=0, le=_MAX_RATE, alias="perApp")
+    per_app_burst: float = Field(default=0, ge=0, le=_MAX_RATE, alias="perAppBurst")
 
 
 class Concurrency(BaseModel):
@@ -87,7 +112,9 @@ class Concurrency(BaseModel):
 class WasmProperties(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=False)
 
-    module_url: str = Field(alias="moduleURL", min_length=1)
+    # Bounded like the other values errors quote: a URL or path past 8 KiB is no module's (RFC 9110 section 4.1
+    # asks for 8000 octets at least; PATH_MAX is 4096).
+    module_url: str = Field(alias="moduleURL", min_length=1, max_length=8192)
     module_digest: str | None = Field(default=None, alias="moduleDigest")
     memory_limit: int = Field(default=parse_quantity(DEFAULT_MEMORY_LIMIT), alias="memoryLimit")
     environment: list[EnvVar] = Field(default_factory=list)
@@ -105,7 +132,7 @@ class WasmProperties(BaseModel):
     @field_validator("memory_limit", "max_body_size", "max_response_size", mode="before")
     @classmethod
     def _quantity(cls, value: Any) -> int:
-        if not isinstance(value, (str, int)) or isinstance(value, bool):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ValueError("expected a quantity such as 128Mi")
         number = parse_quantity(value)
         if number <= 0:
@@ -131,7 +158,7 @@ class WasmProperties(BaseModel):
     @field_validator("module_digest")
     @classmethod
     def _digest(cls, value: str | None) -> str | None:
-        if value is not None and not _DIGEST.match(value):
+        if value is not None and not _DIGEST.fullmatch(value):
             raise ValueError("expected sha256:<64 lower-case hex digits>")
         return value
 
@@ -140,6 +167,8 @@ class WasmProperties(BaseModel):
     def _route(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        if len(value) > 2048:
+            raise ValueError("expected a path prefix of at most 2048 characters")
         if not value.startswith("/") or "?" in value or "#" in value:
             raise ValueError("expected a path prefix starting with '/', such as /api")
         if "/../" in value + "/" or "/./" in value + "/" or "//" in value:
@@ -149,7 +178,8 @@ class WasmProperties(BaseModel):
     @field_validator("host")
     @classmethod
     def _host(cls, value: str | None) -> str | None:
-        if value is not None and not _HOSTNAME.match(value):
+        # RFC 1035 section 2.3.4: 253 characters of name, then ':' and a port.
+        if value is not None and (len(value) > 253 + 6 or not _HOSTNAME.fullmatch(value)):
             raise ValueError("expected a host name such as api.example.com or *.example.com")
         return value.lower() if value else value
 
@@ -161,17 +191,83 @@ class WasmProperties(BaseModel):
         return value
 
 
+def _unsupported(kind: str, value: str, supported: tuple[str, ...]) -> ValueError:
+    known = ", ".join(supported) if supported else "none yet"
+    plural = {"trait": "traits", "policy": "policies"}[kind]
+    return ValueError(
+        f"{kind} type {value!r} is not supported by wasmlet (supported {plural}: {known}); "
+        "remove it, or deploy this Application with KubeVela"
+    )
+
+
+class Trait(BaseModel):
+    """A KubeVela trait (``spec.components[].traits[]``): refused unless its type is in ``SUPPORTED_TRAITS``.
+
+    Once valid, ``properties`` holds the trait's typed properties (``_traits.TRAIT_PROPERTIES``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    properties: Any = Field(default=None, validate_default=True)
+
+    @field_validator("type")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value not in SUPPORTED_TRAITS:
+            raise _unsupported("trait", value, SUPPORTED_TRAITS)
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def _properties(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("type")
+        if kind is None:
+            return value  # the type is refused already; its properties mean nothing
+        # A ValidationError raised here is reported at traits[i].properties.<field>.
+        return TRAIT_PROPERTIES[kind].model_validate({} if value is None else value)
+
+
+class Policy(BaseModel):
+    """A KubeVela policy (``spec.policies[]``): refused unless its type is in ``SUPPORTED_POLICIES``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    type: str
+
+    @field_validator("type")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value not in SUPPORTED_POLICIES:
+            raise _unsupported("policy", value, SUPPORTED_POLICIES)
+        return value
+
+
 class Component(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: Annotated[str, Field(min_length=1)]
     type: Literal["wasm"]
     properties: WasmProperties
+    traits: list[Trait] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return _dns_label(value)
+
+    @field_validator("traits")
+    @classmethod
+    def _one_of_each(cls, value: list[Trait]) -> list[Trait]:
+        # KubeVela would apply both patches, the last one winning: say so instead of guessing.
+        seen: dict[str, int] = {}
+        for index, trait in enumerate(value):
+            first = seen.setdefault(trait.type, index)
+            if first != index:
+                raise ValueError(f"trait type {trait.type!r} is given twice (traits[{first}] and traits[{index}]); "
+                                 "merge their properties into one")
+        return value
 
 
 class Metadata(BaseModel):
@@ -190,6 +286,20 @@ class ApplicationSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     components: list[Component] = Field(min_length=1)
+    policies: list[Policy] = Field(default_factory=list)
+    workflow: Any = None
+
+    @field_validator("workflow")
+    @classmethod
+    def _no_workflow(cls, value: Any) -> Any:
+        # KubeVela's workflow orders and gates a deploy (suspend for approval, notify...);
+        # wasmlet deploys every component at once, so running it without the steps would mislead.
+        if value:
+            raise ValueError(
+                "a KubeVela workflow is not supported by wasmlet (its components are deployed together, "
+                "at once); remove spec.workflow, or deploy this Application with KubeVela"
+            )
+        return value
 
     @field_validator("components")
     @classmethod

@@ -14,7 +14,7 @@ from pydantic.dataclasses import dataclass
 from ._engine import EngineSettings
 from ._spec import ComponentSpec
 
-__all__ = ["Plan", "PlannedComponent", "Slot"]
+__all__ = ["LatticeLink", "Plan", "PlannedComponent", "RemoteApp", "Slot"]
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -42,6 +42,38 @@ class Slot:
 
 
 @dataclass(frozen=True, config=_STRICT)
+class LatticeLink:
+    """How a worker reaches the lattice (``wasmlet serve --lattice``): NATS, as NATS users connect.
+
+    Workers forward requests for apps this host does not run, and answer those
+    forwarded to the apps it does, over NATS request/reply (``docs/lattice.md``).
+    """
+
+    servers: tuple[str, ...]  # nats:// or tls:// URLs, user:password@ allowed
+    host: str  # this host's name in the lattice
+    prefix: str = "wasmlet"  # the first token of every subject
+    creds: str = ""  # a NATS .creds file (JWT and NKey seed)
+    user: str = ""
+    password: str = ""
+    token: str = ""
+    tls_ca: str = ""  # PEM files
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+@dataclass(frozen=True, config=_STRICT)
+class RemoteApp:
+    """An app the lattice runs on other hosts: this host routes its requests there."""
+
+    app: str  # app/component
+    route: str
+    host: str | None = None  # the Host header the route matches, as for a local app
+    max_body_size: int = 0  # what the serving hosts accept; a larger body is refused here (413)
+    timeout: float = 30.0  # the app's own deadline; the forward's is this plus a margin
+    hosts: tuple[str, ...] = ()  # where it is placed (for messages; NATS queue groups choose)
+
+
+@dataclass(frozen=True, config=_STRICT)
 class Plan:
     """Every version a worker must hold warm, and how traffic is split among them.
 
@@ -54,6 +86,13 @@ class Plan:
     cache_dir: str
     slots: tuple[Slot, ...] = ()
     generation: int = 0
+    # The folder whose blobs/sha256/ holds every planned module's bytes: the state
+    # folder under `wasmlet serve` (durable, unlike the cache); "" for the cache's.
+    blob_root: str = ""
+    # Past one machine (``serve --lattice``): how workers reach the lattice, and the apps
+    # other hosts run. None and () for a single host, whose plans are unchanged.
+    lattice: LatticeLink | None = None
+    remote: tuple[RemoteApp, ...] = ()
 
     def live_slots(self) -> tuple[Slot, ...]:
         """The slots; a plan without any serves each component as its own stable version."""

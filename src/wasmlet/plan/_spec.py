@@ -16,6 +16,7 @@ from pydantic.dataclasses import dataclass
 
 from ._capabilities import Capabilities
 from ._manifest import Concurrency, RateLimit
+from ._scheduling import Placement
 
 __all__ = ["SPEC_CODEC", "ComponentSpec"]
 
@@ -42,6 +43,7 @@ class ComponentSpec:
     capabilities: Capabilities = Capabilities()
     rate_limit: RateLimit = RateLimit()
     concurrency: Concurrency = Concurrency()
+    placement: Placement = Placement()  # from the traits; the default (one replica, anywhere) for older specs
 
     @property
     def qualified_name(self) -> str:

@@ -11,6 +11,10 @@ Pull also accepts the older wasm-to-oci layout (config
 and image indexes with a ``wasm`` platform entry. The layer media type decides:
 the config is checked when it is the Wasm one and otherwise left alone, since
 other clients (oras among them) write whatever config they like.
+
+Everything here reads bytes a registry chose, so every failure is an
+``ArtifactError`` (a ``ValueError``), never another exception, and a message
+quotes at most a few dozen characters of what the registry sent.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 from typing import Any
 
 __all__ = [
@@ -58,6 +63,27 @@ _TITLE = "org.opencontainers.image.title"
 _CREATED = "org.opencontainers.image.created"
 # A core module is "\0asm" + version 1; a component shares the magic with a different layer/version word.
 _CORE_MODULE_HEADER = b"\0asm\x01\x00\x00\x00"
+# image-spec descriptor.md: the only algorithm wasmlet supports, with its encoded form ([a-f0-9]{64}).
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+_MAX_SHOWN = 8  # list items quoted in a message
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _short(value: object) -> str:
+    """A bounded ``repr`` for messages: the registry decides how long its strings are."""
+    if isinstance(value, str):
+        return _clip(repr(value[:60]))
+    if value is None or isinstance(value, (bool, int, float)):  # json.loads refuses ints of over 4300 digits
+        return _clip(repr(value))
+    return "a JSON object" if isinstance(value, dict) else "a JSON array"
+
+
+def _some(items: list[str]) -> str:
+    shown = [_clip(item) for item in items[:_MAX_SHOWN]]
+    return ", ".join(shown) + (f" and {len(items) - _MAX_SHOWN} more" if len(items) > _MAX_SHOWN else "")
 
 
 class ArtifactError(ValueError):
@@ -82,10 +108,12 @@ class Descriptor:
         if not isinstance(raw, dict):
             raise ArtifactError(f"{what} is not a descriptor object")
         media_type, digest, size = raw.get("mediaType"), raw.get("digest"), raw.get("size")
-        if not isinstance(media_type, str) or not isinstance(digest, str) or not isinstance(size, int):
+        if (not isinstance(media_type, str) or not isinstance(digest, str)
+                or not isinstance(size, int) or isinstance(size, bool)):
             raise ArtifactError(f"{what} lacks mediaType, digest or size")
-        if not digest.startswith("sha256:") or len(digest) != 71:
-            raise ArtifactError(f"{what} has digest {digest!r}; only sha256 is supported")
+        if not _DIGEST.fullmatch(digest):
+            # The digest names a blob in URLs and files: nothing but sha256 and 64 hex digits.
+            raise ArtifactError(f"{what} has digest {_short(digest)}; expected sha256:<64 lower-case hex digits>")
         if size < 0:
             raise ArtifactError(f"{what} has a negative size")
         return cls(media_type, digest, size)
@@ -145,8 +173,10 @@ def build_artifact(module: bytes, title: str | None = None) -> WasmArtifact:
 def load_json(data: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{what} is not valid JSON: {exc}") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
+        raise ArtifactError(f"{what} is not valid JSON: {str(exc)[:200]}") from exc
+    except RecursionError as exc:  # the json module recurses once per nested array or object
+        raise ArtifactError(f"{what} is not valid JSON: nested too deeply") from exc
     if not isinstance(value, dict):
         raise ArtifactError(f"{what} is not a JSON object")
     return value
@@ -173,16 +203,17 @@ def pick_from_index(index: dict[str, Any]) -> Descriptor:
         platform = raw.get("platform") if isinstance(raw, dict) else None
         arch = platform.get("architecture") if isinstance(platform, dict) else None
         os_name = platform.get("os") if isinstance(platform, dict) else None
-        seen.append(f"{os_name}/{arch}")
+        seen.append(f"{os_name if isinstance(os_name, str) else _short(os_name)}/"
+                    f"{arch if isinstance(arch, str) else _short(arch)}")
         if arch == "wasm" and os_name in ("wasip1", "wasi", None):
             return Descriptor.parse(raw, f"manifests[{position}]")
-    raise ArtifactError(f"the image index has no wasm/wasip1 entry (it has {', '.join(seen)}): not a Wasm artifact")
+    raise ArtifactError(f"the image index has no wasm/wasip1 entry (it has {_some(seen)}): not a Wasm artifact")
 
 
 def wasm_layer(manifest: dict[str, Any]) -> tuple[Descriptor, Descriptor]:
     """The (config, Wasm layer) descriptors of an image manifest. Raises ``ArtifactError``."""
     if manifest.get("schemaVersion") != 2:
-        raise ArtifactError(f"unsupported manifest schemaVersion {manifest.get('schemaVersion')!r} (expected 2)")
+        raise ArtifactError(f"unsupported manifest schemaVersion {_short(manifest.get('schemaVersion'))} (expected 2)")
     config = Descriptor.parse(manifest.get("config"), "config")
     raw_layers = manifest.get("layers")
     if not isinstance(raw_layers, list):
@@ -190,9 +221,9 @@ def wasm_layer(manifest: dict[str, Any]) -> tuple[Descriptor, Descriptor]:
     layers = [Descriptor.parse(raw, f"layers[{n}]") for n, raw in enumerate(raw_layers)]
     wasm = [layer for layer in layers if layer.media_type in WASM_LAYERS]
     if not wasm:
-        kinds = ", ".join(sorted({layer.media_type for layer in layers})) or "none"
+        kinds = _some(sorted({layer.media_type for layer in layers})) or "none"
         raise ArtifactError(
-            f"not a Wasm artifact: no {WASM_LAYER} layer (layers: {kinds}; config: {config.media_type}); "
+            f"not a Wasm artifact: no {WASM_LAYER} layer (layers: {kinds}; config: {_short(config.media_type)}); "
             "is this an ordinary container image?"
         )
     if len(wasm) > 1:
@@ -206,10 +237,10 @@ def check_config(config: Descriptor, data: bytes, layer: Descriptor) -> None:
         return  # older or foreign configs carry nothing wasmlet relies on
     body = load_json(data, "the Wasm config")
     if body.get("architecture") not in (None, "wasm"):
-        raise ArtifactError(f"the Wasm config says architecture {body.get('architecture')!r}, expected 'wasm'")
+        raise ArtifactError(f"the Wasm config says architecture {_short(body.get('architecture'))}, expected 'wasm'")
     os_name = body.get("os")
     if os_name not in (None, "wasip1"):
-        raise ArtifactError(f"the artifact is for os {os_name!r}; wasmlet runs core modules (wasip1)")
+        raise ArtifactError(f"the artifact is for os {_short(os_name)}; wasmlet runs core modules (wasip1)")
     digests = body.get("layerDigests")
     if isinstance(digests, list) and digests and layer.digest not in digests:
         raise ArtifactError(f"the Wasm config's layerDigests do not list the layer {layer.digest}")

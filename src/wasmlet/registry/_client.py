@@ -12,7 +12,9 @@ whatever is already known for its scope; a ``401`` carries a
 bearer token fetched from the challenge's realm (anonymously when there are no
 credentials, which is how public repositories on most registries work), and
 the request is sent once more. Tokens are cached per scope for their
-``expires_in``.
+``expires_in``. The docker config is read, and a credential helper run, at the
+first challenge only: a registry that asks for nothing never starts a helper
+(so a public pull works where the configured helper is not installed).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from .._errors import RegistryAuthError, RegistryError
-from ._auth import Challenge, Credentials, helper_for, load_credentials, parse_challenge
+from ._auth import Challenge, Credentials, helper_for, load_credentials, parse_challenge, server_address
 from ._progress import Transfer
 from ._reference import is_loopback
 
@@ -109,9 +111,8 @@ class RegistryClient:
         self.plain_http = is_loopback(hostname) or insecure or insecure_allowed(registry)
         self.base_url = f"{'http' if self.plain_http else 'https'}://{registry}"
         self.timeout = timeout or registry_timeout()
-        if credentials is None and use_docker_config:
-            credentials = load_credentials(registry)
         self.credentials = credentials
+        self._look_up = credentials is None and use_docker_config  # in the docker config, at the first challenge
         self._http = httpx.Client(timeout=self.timeout, follow_redirects=False, verify=_tls_context())
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (bearer token, expiry)
         self._bearer: Challenge | None = None  # the registry's bearer challenge, once seen
@@ -155,7 +156,8 @@ class RegistryClient:
 
     def _no_credentials(self) -> RegistryAuthError:
         helper = helper_for(self.registry)
-        hint = (f" (docker's credential helper {helper!r} is not consulted)" if helper else "")
+        server = server_address(self.registry)
+        hint = f" (docker's credential helper {helper!r} has none for {server})" if helper else ""
         return RegistryAuthError(
             f"{self.where}: the registry requires authentication and there are no credentials for "
             f"{self.registry}{hint}; run: wasmlet login {self.registry} -u USER --password-stdin"
@@ -173,8 +175,18 @@ class RegistryClient:
             return self.credentials.basic_header()
         return None
 
+    def _load_credentials(self) -> None:
+        if not self._look_up:
+            return
+        self._look_up = False
+        try:
+            self.credentials = load_credentials(self.registry)
+        except RegistryAuthError as exc:
+            raise RegistryAuthError(f"{self.where}: the registry requires authentication, and {exc}") from exc
+
     def _answer(self, response: httpx.Response, scope: str) -> str:
         """The Authorization header that answers a 401's challenge."""
+        self._load_credentials()
         challenge = parse_challenge(response.headers.get("www-authenticate", ""))
         if challenge is None or challenge.scheme not in ("basic", "bearer"):
             scheme = challenge.scheme if challenge else "none"

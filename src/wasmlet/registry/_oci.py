@@ -25,6 +25,7 @@ from typing import Any
 
 from .._errors import ModuleError, ModuleSourceError, RegistryError
 from ..engine import BlobStore
+from ..plan import wasm_kind
 from ._artifact import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -42,7 +43,7 @@ from ._artifact import (
 from ._auth import Credentials, store_credentials
 from ._client import RegistryClient, Unreachable
 from ._index import TagIndex
-from ._reference import Reference, parse_reference, registry_hostname
+from ._reference import Reference, canonical_registry, parse_reference, registry_hostname
 
 __all__ = ["PulledModule", "PushedModule", "login", "pull_module", "push_module"]
 
@@ -209,8 +210,10 @@ def pull_module(
             if new:
                 fetched.append((config, config_bytes))
         data, new = _blob(client, blobs, ref, layer, f"pull {ref.repository}")
-        if data[:4] != b"\0asm":
-            raise RegistryError(f"{ref}: the Wasm layer {layer.digest} is not a WebAssembly binary")
+        try:
+            wasm_kind(data)
+        except ValueError as exc:
+            raise RegistryError(f"{ref}: the Wasm layer {layer.digest} is not WebAssembly: {exc}") from exc
         if new:
             fetched.append((layer, data))
 
@@ -303,10 +306,15 @@ def push_module(
 
 def login(registry: str, credentials: Credentials, *, insecure: bool = False,
           config_path: Path | None = None) -> Path:
-    """Check ``credentials`` against ``registry`` (host[:port]) and save them in docker's config."""
-    registry = registry.lower()
-    hostname = registry_hostname(registry)
-    with RegistryClient(registry, hostname=hostname, where=registry, insecure=insecure,
+    """Check ``credentials`` against ``registry`` (host[:port]) and save them in docker's config.
+
+    As with ``docker login``, ``https://host/`` and Docker Hub's names (``docker.io``,
+    ``https://index.docker.io/v1/``) are accepted; Docker Hub is checked at its API host.
+    """
+    named = registry.split("://", 1)[-1].split("/", 1)[0].lower()
+    api = canonical_registry(named)
+    hostname = registry_hostname(api)
+    with RegistryClient(api, hostname=hostname, where=named, insecure=insecure,
                         credentials=credentials, use_docker_config=False) as client:
         client.ping()
-    return store_credentials(registry, credentials, config_path)
+    return store_credentials(api, credentials, config_path)

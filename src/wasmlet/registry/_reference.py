@@ -1,9 +1,13 @@
 """Parsing ``oci://HOST[:PORT]/REPOSITORY[:TAG][@sha256:HEX]`` references.
 
 The grammar is the one of the OCI distribution spec ("Pulling manifests":
-``<name>`` and ``<reference>``), minus docker's shortcuts: the registry host
-is always spelled out (no implicit ``docker.io``, no ``library/``), because a
-module that silently comes from somewhere else is worse than a typo error.
+``<name>`` and ``<reference>``). The registry host is always spelled out (no
+implicit ``docker.io`` for a bare ``nginx``), because a module that silently
+comes from somewhere else is worse than a typo error. Docker Hub is spelled
+the way docker, oras and skopeo spell it: ``docker.io`` (or
+``index.docker.io``) means the registry API at ``registry-1.docker.io``, and
+a one-segment repository there is an official image under ``library/``
+(``oci://docker.io/hello`` is ``registry-1.docker.io/library/hello``).
 A reference with neither tag nor digest means ``:latest``, as docker does;
 with both, the digest wins and the tag is kept only for messages.
 """
@@ -16,10 +20,25 @@ import re
 
 from .._errors import ModuleSourceError
 
-__all__ = ["Reference", "is_loopback", "parse_reference", "registry_hostname"]
+__all__ = [
+    "DOCKER_HUB",
+    "DOCKER_HUB_SERVER",
+    "Reference",
+    "canonical_registry",
+    "is_docker_hub",
+    "is_loopback",
+    "parse_reference",
+    "registry_hostname",
+]
 
 SCHEME = "oci://"
 DEFAULT_TAG = "latest"
+# Docker Hub: the host its registry API answers on, the names people give it, and the
+# server address ``docker login`` uses for it (its config.json key and what its
+# credential helpers are asked for).
+DOCKER_HUB = "registry-1.docker.io"
+DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io", DOCKER_HUB})
+DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
 
 # distribution-spec, "Pulling manifests": <name> and tag grammar.
 _NAME = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
@@ -39,6 +58,16 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_docker_hub(registry: str) -> bool:
+    """``registry`` (host[:port]) is one of Docker Hub's names."""
+    return registry.lower() in DOCKER_HUB_NAMES
+
+
+def canonical_registry(registry: str) -> str:
+    """The host[:port] to send requests to: Docker Hub's names become its API host; others are kept, lower-cased."""
+    return DOCKER_HUB if is_docker_hub(registry) else registry.lower()
 
 
 def registry_hostname(registry: str) -> str:
@@ -115,4 +144,6 @@ def parse_reference(text: str) -> Reference:
         )
     if tag is None and digest is None:
         tag = DEFAULT_TAG
-    return Reference(registry.lower(), remainder, tag, digest)
+    if is_docker_hub(registry) and "/" not in remainder:
+        remainder = f"library/{remainder}"  # docker's "official image" namespace, as docker pull resolves it
+    return Reference(canonical_registry(registry), remainder, tag, digest)

@@ -5,25 +5,39 @@ Schemes served: a path relative to the manifest, ``file://``, and
 host, for development), and ``oci://HOST/REPO:TAG`` or ``@sha256:`` pulled
 from an OCI registry (``_oci.py``; the tag is resolved at deploy and the
 module's sha256 is what gets recorded, as for any other scheme).
+
+A local path names a file on the host, so it is read with care (issue 14,
+item 9): only a regular file (a FIFO would block the deploy forever, a device
+such as ``/dev/zero`` never ends), at most ``MAX_MODULE`` bytes, and never
+copied anywhere: local bytes stay in memory until the deploy has compiled and
+checked them, and only then does the control plane keep them. Who may name
+which local files is the control plane's file policy (``wasmlet.control``).
+Bytes from the network are stored in the cache's blob store only once they
+match their pinned digest and are a Wasm binary.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from .._errors import ModuleSourceError, UnsupportedSchemeError
+from .._errors import ModuleError, ModuleSourceError, UnsupportedSchemeError
 from ..engine import BlobStore
-from ..plan import ComponentSpec
+from ..plan import ComponentSpec, wasm_kind
 from ._reference import is_loopback
 
-__all__ = ["FetchedModule", "fetch_module"]
+__all__ = ["MAX_MODULE", "FetchedModule", "fetch_module", "read_module_file"]
 
 _FETCH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-_MAX_MODULE = 256 << 20
+MAX_MODULE = 256 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,18 +69,23 @@ def local_module_path(spec: ComponentSpec) -> Path | None:
     return path if path.is_absolute() else Path(spec.base_dir) / path
 
 
-def fetch_module(spec: ComponentSpec, blobs: BlobStore) -> FetchedModule:
-    """Fetch, verify and store the module ``spec`` names. Raises ``ModuleSourceError``."""
+def fetch_module(spec: ComponentSpec, blobs: BlobStore,
+                 guard: Callable[[ComponentSpec, Path], None] | None = None) -> FetchedModule:
+    """Fetch, verify and store the module ``spec`` names. Raises ``ModuleSourceError``.
+
+    ``guard`` is shown the real path of a local module file once it is open,
+    before a byte is read (the control plane's file policy); it raises to refuse.
+    """
     url = spec.module_url
     parts = urlsplit(url)
     scheme = _scheme(url)
     path = local_module_path(spec)
     if path is not None:
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ModuleSourceError(f"{_where(spec)}: cannot read {path}: {exc.strerror or exc}") from exc
-        return _verified(spec, blobs, data, str(path))
+            data = read_module_file(path, guard=None if guard is None else functools.partial(guard, spec))
+        except ModuleSourceError as exc:
+            raise ModuleSourceError(f"{_where(spec)}: {exc}") from exc
+        return FetchedModule(_checked(spec, data, str(path)), data, str(path))  # read, never copied
     if scheme in ("https", "http"):
         if scheme == "http" and not is_loopback(parts.hostname or ""):
             raise ModuleSourceError(f"{_where(spec)}: plain http is allowed only to a loopback host; use https")
@@ -107,15 +126,64 @@ def _download(spec: ComponentSpec) -> bytes:
             size = 0
             for chunk in response.iter_bytes():
                 size += len(chunk)
-                if size > _MAX_MODULE:
-                    raise ModuleSourceError(f"{_where(spec)}: larger than {_MAX_MODULE} bytes")
+                if size > MAX_MODULE:
+                    raise ModuleSourceError(f"{_where(spec)}: larger than {MAX_MODULE} bytes")
                 chunks.append(chunk)
             return b"".join(chunks)
     except httpx.HTTPError as exc:
         raise ModuleSourceError(f"{_where(spec)}: download failed: {exc}") from exc
 
 
+def read_module_file(path: Path, limit: int = MAX_MODULE, guard: Callable[[Path], None] | None = None) -> bytes:
+    """The bytes of the module file ``path``: a regular file of at most ``limit`` bytes.
+    Raises ``ModuleSourceError`` naming the path. ``guard``: see ``fetch_module``."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ModuleSourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        if guard is not None:
+            # What was opened, not what the path named a moment ago: a component swapped
+            # for a symlink since the policy looked at the path is judged by its target.
+            guard(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ModuleSourceError(f"{path} is not a regular file (a module must be one)")
+        if info.st_size > limit:
+            raise ModuleSourceError(f"{path} is larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        # The size stat reports is not a bound (a /proc file says 0, a file may grow): count.
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ModuleSourceError(f"{path} is larger than {limit} bytes")
+    except OSError as exc:
+        raise ModuleSourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def _checked(spec: ComponentSpec, data: bytes, origin: str) -> str:
+    """The sha256 hex of ``data`` once it matches any pinned digest and is a Wasm binary."""
+    expected = _expected(spec)
+    actual = hashlib.sha256(data).hexdigest()
+    if expected is not None and actual != expected:
+        # First: the message below may quote the bytes, harmless only for bytes the client pinned
+        # (or a local file the file policy let it read).
+        raise ModuleSourceError(f"{_where(spec)}: digest mismatch: expected sha256:{expected}, got sha256:{actual}")
+    try:
+        wasm_kind(data)  # named here, with the file or URL, before it is stored or reaches wasmtime
+    except ValueError as exc:
+        raise ModuleError(f"{_where(spec)}: {origin} is not WebAssembly: {exc}") from exc
+    return actual
+
+
 def _verified(spec: ComponentSpec, blobs: BlobStore, data: bytes, origin: str) -> FetchedModule:
+    _checked(spec, data, origin)  # only a Wasm binary is ever stored
     try:
         digest = blobs.put(data, _expected(spec))
     except ModuleSourceError as exc:

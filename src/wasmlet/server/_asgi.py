@@ -13,19 +13,24 @@ import concurrent.futures
 import itertools
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from .._errors import GuestError, Rejected
 from .._files import atomic_write
-from ..guest import CgiRequest, GuestResult, GuestStats
-from ..plan import Plan
+from ..guest import CgiRequest, GuestResult, GuestStats, set_internal_caller
+from ..plan import Plan, RemoteApp
 from ..telemetry import CpuStreaks, RequestTelemetry
+from ._envelope import ForwardRequest
+from ._forward import AppCaller, Forwarder, RemoteRoute
 from ._guard import Guards
 from ._host import App, Host
+from ._router import normalise_path
 
 __all__ = ["WasmletApp", "create_app"]
 
@@ -44,10 +49,9 @@ THREADS_ENV = "WASMLET_THREADS"
 METRICS_ENV = "WASMLET_METRICS"
 MAX_HEADER_BYTES = 32 * 1024  # all request header fields together
 BODY_TIMEOUT = 30.0  # seconds to receive a whole request body
+BODY_MEMORY = 256 * 1024 * 1024  # bytes of request bodies a worker holds at once (ServeSettings.body_memory)
+CLIENT_CLOSED = 499  # recorded (never sent) when a client leaves before its request is complete, as nginx does
 PLAN_POLL = 0.02  # seconds between checks for a new plan
-# Test-only fault injection: bytes each request leaks on the host side, so the
-# watchdog's memory signal can be exercised against a real worker.
-LEAK_ENV = "WASMLET_TEST_LEAK_BYTES_PER_REQUEST"
 
 # Request ids: a random per-process prefix and a counter. Not uuid4: os.urandom
 # releases the GIL, and on a loaded worker the event loop then waits up to a
@@ -56,18 +60,53 @@ _ID_PREFIX = secrets.token_hex(4)
 _ids = itertools.count(1)
 
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+# RFC 9110 section 7.2 and RFC 3986 section 3.2.2: uri-host [ ":" port ].
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?$")
+# Responses without content (RFC 9110 section 6.4.1): no body, and no Content-Length for
+# 204 (section 8.6); a 304's would have to be the one a 200 would carry, which is unknown here.
+_NO_CONTENT = frozenset({204, 304})
 
 
 class _BodyTooLarge(Exception):
     pass
 
 
+class _OverBudget(Exception):
+    pass
+
+
+class BodyBudget:
+    """The bytes of request bodies a worker holds at once, over all its requests.
+
+    Each request takes its body's size from it (see ``_read_body``) and gives
+    all back when it ends, answered or abandoned: unfinished uploads cannot hold
+    more than the budget, and a new one past it gets 503 rather than more of the
+    worker's memory. A body larger than the whole budget (an app's
+    ``maxBodySize`` above it) is let in only when no other body is held, so it
+    is slow rather than impossible. Only the event loop uses it: no lock.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.limit and self.used > 0:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+
+
 class WasmletApp:
     """ASGI 3 application serving one plan."""
 
     def __init__(self, plan: Plan, threads: int = 16, telemetry: RequestTelemetry | None = None,
-                 ready_file: str | None = None, plan_file: str | None = None) -> None:
+                 ready_file: str | None = None, plan_file: str | None = None, body_memory: int = BODY_MEMORY) -> None:
         self.plan = plan
+        self.bodies = BodyBudget(body_memory)
         self.ready_file = ready_file
         self.plan_file = plan_file  # re-read when it changes: how the supervisor hands over new versions
         self._plan_stamp: tuple[int, int] | None = None
@@ -80,8 +119,7 @@ class WasmletApp:
         self.guards = Guards(threads, metrics=self.telemetry.metrics)
         self._degraded: set[str] = set()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._leak_per_request = int(os.environ.get(LEAK_ENV, "0"))
-        self._leaked: list[bytearray] = []
+        self.forwarder: Forwarder | None = None  # past one host (plan.lattice): _forward
 
     # Lifecycle ----------------------------------------------------------
     def startup(self) -> None:
@@ -117,6 +155,8 @@ class WasmletApp:
                 log.exception("cannot apply the new plan; still serving generation %d", self.host.generation)
                 continue
             self.plan = plan
+            if self.forwarder is not None:  # subscribed before acknowledged: forwarded requests find it
+                await self.forwarder.serve(self.host.servable)
             self._acknowledge()
             log.info("worker %d serves generation %d", os.getpid(), plan.generation)
 
@@ -146,17 +186,32 @@ class WasmletApp:
                     return
                 if self.plan_file:
                     self._watcher = asyncio.create_task(self._watch_plan())
+                # A guest's http://APP.COMPONENT.wasmlet/ reaches that app, here or over the lattice.
+                set_internal_caller(AppCaller(self, asyncio.get_running_loop()))
+                if self.plan.lattice is not None and self.host is not None:
+                    self.forwarder = Forwarder(self.plan.lattice, self, self.routed_here, lambda: self.ready,
+                                               metrics=self.telemetry.metrics,
+                                               serves=lambda app: self.local_host_of(app)[0])
+                    self.forwarder.start()
+                    await self.forwarder.serve(self.host.servable)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._watcher is not None:
                     self._watcher.cancel()
+                if self.forwarder is not None:  # forwarded requests under way finish, as HTTP ones did
+                    await self.forwarder.close()
                 self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     # Requests -----------------------------------------------------------
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
+        # Everything below, health checks included, sees the normalised path (see normalise_path).
+        path = normalise_path(scope["path"])
+        if path is None:
+            await _respond(send, 400, b"400 bad request: the path is not absolute or holds a control character\n",
+                           cause=b"bad-path")
+            return
         if path.startswith("/.well-known/wasmlet/"):
             await self._wellknown(path, send)
             return
@@ -165,23 +220,33 @@ class WasmletApp:
             await _respond(send, 503, b"not ready\n")
             return
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        host_header = None
+        hosts: list[str] = []
         request_id = ""
         header_bytes = 0
         for name, value in headers:
             header_bytes += len(name) + len(value) + 4
             if name == b"host":
-                host_header = value.decode("latin-1")
+                hosts.append(value.decode("latin-1"))
             elif name == b"x-request-id":
                 request_id = value.decode("latin-1")[:64]
         if header_bytes > MAX_HEADER_BYTES:  # RFC 6585 section 5
             await _respond(send, 431, b"request header fields too large\n", cause=b"header-limit")
             return
-        route = host.router.match(host_header, path)
+        # RFC 9112 section 3.2: 400 for more than one Host, an invalid one, or none in HTTP/1.1.
+        # Two would let the router and the guest (HTTP_HOST) each pick another.
+        if len(hosts) > 1 or (hosts and not _HOST.match(hosts[0])) or (
+                not hosts and scope.get("http_version", "1.1") == "1.1"):
+            await _respond(send, 400, b"400 bad request: exactly one valid Host header is required\n",
+                           cause=b"bad-host")
+            return
+        route = host.router.match(hosts[0] if hosts else None, path)
         if route is None:
             await _respond(send, 404, b"no app is routed here\n")
             return
         slot = route.target
+        if isinstance(slot, RemoteRoute):
+            await self._forward(scope, receive, send, slot, headers, path, request_id, route.prefix)
+            return
         if slot.blocked:
             await _respond(send, 503, f"503 revoked: {slot.blocked}\n".encode(), cause=b"revoked")
             return
@@ -200,14 +265,13 @@ class WasmletApp:
         started = time.perf_counter()
         status, cause, stats = 500, "", None
         try:
-            status, cause, stats = await self._answer(scope, receive, send, app, headers, span, request_id, trace_id)
+            status, cause, stats = await self._answer(scope, receive, send, app, headers, path, span, request_id,
+                                                      trace_id)
         finally:
             telemetry.finish_request(span, app.name, route.prefix, status, cause, time.perf_counter() - started,
                                      stats)
         if stats is not None:
             self._watch_cpu(app.name, stats.cpu_seconds, request_id, trace_id)
-        if self._leak_per_request:  # fault injection for the watchdog's tests only
-            self._leaked.append(bytearray(self._leak_per_request))
 
     def _watch_cpu(self, app: str, cpu_seconds: float, request_id: str, trace_id: str) -> None:
         """The seed's CPU preemption signal: mark the app degraded on a streak, clear it on a cheap request."""
@@ -224,19 +288,36 @@ class WasmletApp:
 
     async def _answer(
         self, scope: Scope, receive: Receive, send: Send, app: App, headers: list[tuple[bytes, bytes]],
-        span: Any, request_id: str, trace_id: str,
+        path: str, span: Any, request_id: str, trace_id: str,
     ) -> tuple[int, str, GuestStats | None]:
         """Answer one routed request; return its status, failure cause ("" on success) and the guest's stats."""
+        held = _Held(self.bodies)
+        try:
+            return await self._answer_with_body(scope, receive, send, app, headers, path, span, request_id,
+                                                trace_id, held)
+        finally:
+            held.release()  # answered or abandoned, the body's share of the budget comes back
+
+    async def _answer_with_body(
+        self, scope: Scope, receive: Receive, send: Send, app: App, headers: list[tuple[bytes, bytes]],
+        path: str, span: Any, request_id: str, trace_id: str, held: _Held,
+    ) -> tuple[int, str, GuestStats | None]:
         ids = [(b"x-request-id", request_id.encode("latin-1"))]
         try:
-            body = await asyncio.wait_for(_read_body(receive, headers, app.max_body_size), BODY_TIMEOUT)
+            body = await asyncio.wait_for(_read_body(receive, headers, app.max_body_size, held), BODY_TIMEOUT)
         except _BodyTooLarge:
             await _respond(send, 413, b"request body too large\n", cause=b"body-limit", extra=ids)
             return 413, "body-limit", None
+        except _OverBudget:
+            await _respond(send, 503, b"503 overloaded: request bodies fill this worker's memory budget\n",
+                           cause=b"body-memory", extra=[(b"retry-after", b"1"), *ids])
+            return 503, "body-memory", None
         except TimeoutError:  # a client trickling its body holds a connection, never a guest
             await _respond(send, 408, b"request body not received in time\n", cause=b"body-timeout", extra=ids)
             return 408, "body-timeout", None
-        request = _cgi_request(scope, headers, body)
+        if body is None:  # the client left mid-body: a truncated body must never reach the guest
+            return CLIENT_CLOSED, "client-closed", None
+        request = _cgi_request(scope, headers, path, body)
         traceparent = self.telemetry.traceparent(span)
         loop = asyncio.get_running_loop()
         fields = {"app": app.name, "request_id": request_id, "trace_id": trace_id}
@@ -266,13 +347,93 @@ class WasmletApp:
         if result.stderr:
             _log_stderr(result.stderr, fields)
         response = result.response
-        await send({
-            "type": "http.response.start",
-            "status": response.status,
-            "headers": [*response.headers, (b"content-length", str(len(response.body)).encode()), *ids],
-        })
-        await send({"type": "http.response.body", "body": response.body})
-        return response.status, "", result.stats
+        status, out_headers, body = response.status, [*response.headers, *ids], response.body
+        # Never a body after a response that has none: on a kept-alive connection the client
+        # would read it as the answer to its next request (response splitting).
+        if status in _NO_CONTENT:
+            body = b""
+        else:  # HEAD: the length a GET would have (RFC 9110 section 9.3.2), without the content
+            out_headers.append((b"content-length", str(len(body)).encode()))
+            if scope["method"] == "HEAD":
+                body = b""
+        await send({"type": "http.response.start", "status": status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": body})
+        return status, "", result.stats
+
+    def local_host_of(self, app: str) -> tuple[bool, str | None]:
+        """Whether this worker serves ``app`` itself, and the host name its route is bound to."""
+        found = self.host.apps.get(app) if self.host else None
+        return (found is not None and self.host is not None and app in self.host.servable,
+                found.spec.host if found is not None else None)
+
+    def remote_of(self, app: str) -> RemoteApp | None:
+        return next((r for r in self.plan.remote if r.app == app), None)
+
+    def routed_here(self, host_header: str | None, path: str) -> str | None:
+        """The app this worker itself answers ``path`` with (None if none, or another host's)."""
+        route = self.host.router.match(host_header, normalise_path(path) or "/") if self.host else None
+        if route is None or isinstance(route.target, RemoteRoute):
+            return None
+        return route.target.stable.name
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, target: RemoteRoute,
+                       headers: list[tuple[bytes, bytes]], path: str, request_id: str, prefix: str) -> None:
+        """An app another host of the lattice runs: read the body here, answer from there (``_forward``)."""
+        remote = target.remote
+        request_id = request_id or f"{_ID_PREFIX}{next(_ids):x}"
+        ids = [(b"x-request-id", request_id.encode("latin-1"))]
+        if self.forwarder is None or (scope.get("extensions") or {}).get("wasmlet.forwarded"):
+            # Never forwarded twice: the host that sent it retries elsewhere.
+            await _respond(send, 503, f"503 not-here: {remote.app} is not served on this host\n".encode(),
+                           cause=b"not-here", extra=ids)
+            return
+        span = self.telemetry.start_request(scope, headers, remote.app, prefix)
+        started, status, cause = time.perf_counter(), 500, ""
+        held = _Held(self.bodies)
+        try:
+            try:
+                body = await asyncio.wait_for(_read_body(receive, headers, remote.max_body_size, held), BODY_TIMEOUT)
+            except _BodyTooLarge:
+                status, cause = 413, "body-limit"
+                await _respond(send, 413, b"request body too large\n", cause=b"body-limit", extra=ids)
+                return
+            except _OverBudget:
+                status, cause = 503, "body-memory"
+                await _respond(send, 503, b"503 overloaded: request bodies fill this worker's memory budget\n",
+                               cause=b"body-memory", extra=[(b"retry-after", b"1"), *ids])
+                return
+            except TimeoutError:
+                status, cause = 408, "body-timeout"
+                await _respond(send, 408, b"request body not received in time\n", cause=b"body-timeout", extra=ids)
+                return
+            if body is None:
+                status, cause = CLIENT_CLOSED, "client-closed"
+                return
+            sent = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers
+                    if n not in (b"x-request-id", b"traceparent")]
+            sent.append(("x-request-id", request_id))
+            traceparent = self.telemetry.traceparent(span) or next(
+                (v.decode("latin-1") for n, v in headers if n == b"traceparent"), "")
+            if traceparent:
+                sent.append(("traceparent", traceparent))
+            server, client = scope.get("server") or ("localhost", 80), scope.get("client") or ("", 0)
+            raw = scope.get("raw_path")
+            request = ForwardRequest(
+                remote.app, scope["method"], path, raw.decode("latin-1") if raw else path,
+                scope.get("query_string", b"").decode("latin-1"), tuple(sent), scope.get("scheme", "http"),
+                (str(server[0]), int(server[1] or 80)), (str(client[0]), int(client[1] or 0)),
+                scope.get("http_version", "1.1"), body)
+            reply = await self.forwarder.forward(remote, request)
+            status, cause = reply.status, reply.cause
+            out = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in reply.headers]
+            if reply.host:
+                out.append((b"x-wasmlet-served-by", reply.host.encode("latin-1")))
+            await send({"type": "http.response.start", "status": reply.status, "headers": out})
+            await send({"type": "http.response.body", "body": reply.body})
+        finally:
+            held.release()
+            self.telemetry.finish_request(span, remote.app, prefix, status, cause, time.perf_counter() - started,
+                                          None)
 
     async def _wellknown(self, path: str, send: Send) -> None:
         if path == HEALTH_PATH:
@@ -316,40 +477,76 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
+class _Held:
+    """One request's share of the ``BodyBudget``."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.size = 0
+
+    def take(self, size: int) -> None:
+        if not self.budget.take(size):
+            raise _OverBudget
+        self.size += size
+
+    def release(self) -> None:
+        self.budget.give(self.size)
+        self.size = 0
+
+
+async def _read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int, held: _Held) -> bytes | None:
+    """The whole request body, or ``None`` if the client left before sending all of it.
+
+    A declared ``Content-Length`` is taken from the budget before a byte is
+    read, so a request is admitted whole or refused at once: under
+    contention, uploads under way finish and new ones get 503, rather than
+    every upload failing half-way. A chunked body takes as it arrives. One
+    growing buffer per request rather than a list of chunks: freed at once,
+    in one piece (see ``_worker._return_freed_memory``).
+    """
     for name, value in headers:
         if name == b"content-length":
             try:
-                if int(value) > limit:
-                    raise _BodyTooLarge
+                declared = int(value)
             except ValueError:
-                pass  # the HTTP server has already refused a malformed length
-            break
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
+                break  # the HTTP server has already refused a malformed length
+            if declared > limit:
                 raise _BodyTooLarge
-            chunks.append(chunk)
-        if not message.get("more_body", False):
+            held.take(declared)
             break
-    return b"".join(chunks)
+    body = bytearray()
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            if chunk:
+                if len(body) + len(chunk) > limit:
+                    raise _BodyTooLarge
+                if len(body) + len(chunk) > held.size:
+                    held.take(len(body) + len(chunk) - held.size)
+                body += chunk
+            if not message.get("more_body", False):
+                return bytes(body)
+    finally:
+        # Free the buffer now: an exception's traceback keeps this frame, and asyncio's
+        # task and future make a reference cycle of it that only a later gc pass breaks.
+        body.clear()
 
 
-def _cgi_request(scope: Scope, headers: list[tuple[bytes, bytes]], body: bytes) -> CgiRequest:
+def _cgi_request(scope: Scope, headers: list[tuple[bytes, bytes]], path: str, body: bytes) -> CgiRequest:
+    """The CGI view of a request routed on ``path``, its normalised form."""
     server = scope.get("server") or ("localhost", 80)
     client = scope.get("client") or ("", 0)
-    raw_path = scope.get("raw_path")
+    raw = scope.get("raw_path")
+    # When normalising changed the path, the wire form would name another one: the guest
+    # gets the normalised path, re-encoded, so every variable agrees with the route taken.
+    raw_path = raw.decode("latin-1") if raw and path == scope["path"] else quote(path, safe="/:@!$&'()*+,;=~")
     return CgiRequest(
         method=scope["method"],
-        path=scope["path"],
-        raw_path=raw_path.decode("latin-1") if raw_path else scope["path"],
+        path=path,
+        raw_path=raw_path,
         query=scope.get("query_string", b"").decode("latin-1"),
         headers=tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers),
         body=body,

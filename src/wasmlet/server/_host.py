@@ -4,6 +4,12 @@
 are kept as they are, new ones are loaded from the precompiled cache, and the
 router is replaced by one assignment, which is atomic for the event loop that
 reads it. A request that has already picked its ``App`` finishes on it.
+
+One version that cannot be loaded (its bytes gone, its artifact refused, a
+mount missing) never stops the others (issue 14, item 6): it is logged,
+tagged with its app (``wasmlet logs``), answered with 503 ``unavailable``,
+and tried again with the next plan. A version the plan blocks (its signature
+no longer holds) is not loaded at all.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ import logging
 import random
 from pathlib import Path
 
+from .._errors import AppUnavailable
 from ..engine import BlobStore, EpochTicker, ModuleCache, build_engine
-from ..guest import Handler, Linkers, build_handler, remove_scratch_root
+from ..guest import CgiRequest, GuestResult, Handler, Linkers, build_handler, remove_scratch_root
 from ..plan import ComponentSpec, Plan, PlannedComponent, Slot
 from ..telemetry import observe_cache
+from ._forward import RemoteRoute
 from ._router import Route, Router
 
 __all__ = ["App", "Host", "LiveSlot"]
@@ -58,6 +66,17 @@ class LiveSlot:
         return self.canary if random.random() * 100 < self.weight else self.stable
 
 
+class _Unavailable:
+    """The handler of a version that could not be loaded (or is blocked and never run)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+
+    def handle(self, request: CgiRequest, traceparent: str = "") -> GuestResult:
+        raise AppUnavailable(f"{self.name}: not loaded on this host: {self.reason}")
+
+
 def _header(slot: Slot) -> tuple[bytes, bytes] | None:
     if slot.header is None:
         return None
@@ -75,29 +94,60 @@ class Host:
         self._blobs = BlobStore(Path(plan.cache_dir))
         self._versions: dict[tuple[int, str], App] = {}
         self.apps: dict[str, App] = {}  # the stable version of each app, by name
-        self.router: Router[LiveSlot] = Router([])
+        self.servable: frozenset[str] = frozenset()  # see apply()
+        self.router: Router[LiveSlot | RemoteRoute] = Router([])
         self.generation = -1
         self.apply(plan)
 
     def apply(self, plan: Plan) -> None:
-        """Serve ``plan``; raise (serving the old plan still) if a version cannot be loaded."""
+        """Serve ``plan``: every version that loads, and 503 ``unavailable`` for one that does not."""
+        # Module bytes for a missing or refused artifact: the state's durable copy under serve.
+        self._blobs = BlobStore(Path(plan.blob_root or plan.cache_dir), durable=bool(plan.blob_root))
+        blocked = {(slot.stable, slot.app) for slot in plan.live_slots() if slot.blocked}
         versions: dict[tuple[int, str], App] = {}
+        unavailable: set[tuple[int, str]] = set()
         for planned in plan.components:
             key = (planned.version, planned.spec.qualified_name)
-            versions[key] = self._versions.get(key) or self._load(planned)
-        routes: list[Route[LiveSlot]] = []
+            app = self._versions.get(key)
+            if app is None and key in blocked:
+                app = self._unavailable(planned, "blocked by the control plane")
+                unavailable.add(key)
+            elif app is None:
+                try:
+                    app = self._load(planned)
+                except Exception as exc:  # whatever one version does, the others are served
+                    log.error("app=%s version %d cannot be loaded; serving it as 503 unavailable, the other "
+                              "apps as usual: %s", planned.spec.qualified_name, planned.version, exc,
+                              extra={"app": planned.spec.qualified_name})
+                    app = self._unavailable(planned, str(exc))
+                    unavailable.add(key)
+            versions[key] = app
+        routes: list[Route[LiveSlot | RemoteRoute]] = []
         stable_apps: dict[str, App] = {}
         for slot in plan.live_slots():
             stable = versions[(slot.stable, slot.app)]
-            canary = versions[(slot.canary, slot.app)] if slot.canary is not None else None
+            canary = versions.get((slot.canary, slot.app)) if slot.canary is not None else None
+            if canary is not None and (slot.canary, slot.app) in unavailable:
+                canary = None  # the stable version takes all of the app's requests
             live = LiveSlot(stable, canary, slot.weight, _header(slot), slot.blocked)
             assert stable.spec.route is not None
             routes.append(Route(stable.spec.route, stable.spec.host, live))
             stable_apps[slot.app] = stable
-        self._versions = versions
+        # Apps other hosts of the lattice run: routed here, answered there (_forward).
+        routes += [Route(r.route, r.host, RemoteRoute(r)) for r in plan.remote if r.app not in stable_apps]
+        # An unavailable version is not kept: the next plan tries to load it again.
+        self._versions = {key: app for key, app in versions.items() if key not in unavailable}
         self.apps = stable_apps
+        # What other hosts may forward here: apps whose stable version loaded and is not blocked.
+        self.servable = frozenset(slot.app for slot in plan.live_slots()
+                                  if not slot.blocked and (slot.stable, slot.app) not in unavailable)
         self.router = Router(routes)  # one assignment: requests see the old router or the new one
         self.generation = plan.generation
+
+    @staticmethod
+    def _unavailable(planned: PlannedComponent, reason: str) -> App:
+        name = planned.spec.qualified_name
+        return App(name, planned.digest, planned.spec, _Unavailable(name, reason), planned.version)
 
     def _load(self, planned: PlannedComponent) -> App:
         spec = planned.spec

@@ -9,11 +9,19 @@ section named ``signature``, first in the module, holding::
         hashes_count:varuint  hash*(32 bytes)  signatures_count:varuint  signature*   each length-prefixed:
             key_id:(varuint length, bytes)  alg:u8 (0x01, Ed25519)  signature:(varuint length, bytes)
 
-The signed hash is SHA-256 of every byte after the signature section (the
-rest of the module, sections as they are encoded; the 8-byte preamble and the
-signature section itself are excluded), and the signed message is
-``"wasmsig" || 0x01 || 0x01 || 0x01 || hashes``. A module signed here verifies
-with ``wasmsign2 verify`` and the publisher's public key, and the reverse.
+The signed hash covers every byte but the signature section's own. For a
+core module it is SHA-256 of every byte after the signature section, as
+``wasmsign2`` computes it; the 8-byte preamble it leaves out is not free,
+though: such a hash is accepted only under the core module preamble
+(``\0asm`` version 1, the only one a module has). For a component it is
+SHA-256 of the preamble followed by those bytes. So no preamble can be
+swapped (issue 14: a signed module verified with a component's preamble, and
+the reverse, as the preamble was in no hash). The two hashes cannot stand
+for each other: bytes that begin with a preamble do not parse as sections
+(``\0asm`` reads as a custom section whose name runs past its end). The signed
+message is ``"wasmsig" || 0x01 || 0x01 || 0x01 || hashes``. A module signed
+here verifies with ``wasmsign2 verify`` and the publisher's public key, and
+the reverse.
 
 Above that, wasmlet adds a chain the host can trust without knowing every
 publisher: the host holds **trust roots**; a root **certifies** a publisher
@@ -55,7 +63,7 @@ from .._errors import (
     UnknownRoot,
 )
 from ._keys import KeyPair, PublicKey, load_public_key
-from ._wasmbin import Section, custom_section, parse_module, read_u32, u32
+from ._wasmbin import MODULE_PREAMBLE, Section, custom_section, parse_module, read_u32, u32
 
 __all__ = [
     "CERTIFICATE_SECTION",
@@ -267,8 +275,9 @@ class Certificate:
                 not_before=_parse_time(fields["notBefore"]),
                 not_after=_parse_time(fields["notAfter"]),
             )
-        except (ValueError, KeyError, TypeError, binascii.Error, KeyFileError, AttributeError) as exc:
-            raise SignatureMalformed(f"{source}: not a wasmlet certificate: {exc}") from exc
+        except (ValueError, KeyError, TypeError, binascii.Error, KeyFileError, AttributeError,
+                RecursionError) as exc:  # json recurses once per nested array: "[[[[..." from a module
+            raise SignatureMalformed(f"{source}: not a wasmlet certificate: {str(exc)[:200]}") from exc
 
     def signed_by(self, root: PublicKey) -> bool:
         return root.key_id == self.issuer and root.verify(self.signature, _CERT_DOMAIN + self.payload)
@@ -351,8 +360,11 @@ def module_subject(module_url: str, qualified_name: str) -> str:
 
 
 # Signing ---------------------------------------------------------------------
-def _content_hash(sections: Sequence[Section]) -> bytes:
+def _content_hash(preamble: bytes, sections: Sequence[Section]) -> bytes:
+    """The signed hash of a module's or component's bytes after its signature section (see the docstring)."""
     hasher = hashlib.sha256()
+    if preamble != MODULE_PREAMBLE:
+        hasher.update(preamble)
     for section in sections:
         hasher.update(section.encode())
     return hasher.digest()
@@ -374,7 +386,7 @@ def sign_module(wasm: bytes, key: KeyPair, cert: Certificate | None = None) -> b
     kept = [s for s in sections if s.name not in (SIGNATURE_SECTION, CERTIFICATE_SECTION)]
     if cert is not None:
         kept.insert(0, custom_section(CERTIFICATE_SECTION, cert.to_bytes()))
-    digest = _content_hash(kept)
+    digest = _content_hash(preamble, kept)
     signature = Signature(key.key_id.encode(), ALG_ED25519, key.sign(_message([digest])))
     data = SignatureData((SignedHashes((digest,), (signature,)),))
     header = custom_section(SIGNATURE_SECTION, data.encode())
@@ -572,15 +584,20 @@ def verify_module(
     the module and those in the trust store.
     """
     now = now or dt.datetime.now(dt.UTC)
-    _, sections = parse_module(wasm)
+    preamble, sections = parse_module(wasm)
     if not sections or sections[0].name != SIGNATURE_SECTION:
         if any(s.name == SIGNATURE_SECTION for s in sections):
             raise SignatureMalformed("the signature section must be the first section of the module")
         raise ModuleUnsigned("the module has no signature section")
     data = SignatureData.decode(sections[0].content)
     rest = sections[1:]
-    # The raw bytes after the signature section, as wasmsign2 verify hashes them.
-    digest = hashlib.sha256(wasm[_first_section_end(wasm):]).digest()
+    # The raw bytes after the signature section, as wasmsign2 verify hashes them;
+    # with the preamble first unless it is the core module's (see the docstring).
+    hasher = hashlib.sha256()
+    if preamble != MODULE_PREAMBLE:
+        hasher.update(preamble)
+    hasher.update(wasm[_first_section_end(wasm):])
+    digest = hasher.digest()
     candidates = list(certificates)
     candidates += [
         Certificate.from_bytes(s.content, CERTIFICATE_SECTION) for s in rest if s.name == CERTIFICATE_SECTION

@@ -27,6 +27,16 @@ __all__ = [
     "GUEST_MEMORY_BYTES",
     "INFLIGHT",
     "INSTANTIATE_SECONDS",
+    "LATTICE_FAILOVERS",
+    "LATTICE_FORWARDS",
+    "LATTICE_FORWARD_RETRIES",
+    "LATTICE_FORWARD_SECONDS",
+    "LATTICE_HOSTS",
+    "LATTICE_LOCAL_APPS",
+    "LATTICE_PENDING",
+    "LATTICE_PLACEMENTS",
+    "LATTICE_REJECTED",
+    "LATTICE_SERVED",
     "RATE_LIMITED",
     "REQUESTS",
     "REQUEST_SECONDS",
@@ -66,3 +76,31 @@ BREAKER_STATE = Gauge("wasmlet_breaker_state", "Circuit breaker per app: 0 close
 RATE_LIMITED = Counter("wasmlet_rate_limited", "Requests refused by rate or concurrency limits, by app and reason.",
                        ["app", "reason"])
 INFLIGHT = Gauge("wasmlet_inflight_requests", "Requests being answered.", multiprocess_mode="livesum")
+
+# Past one host (``serve --lattice``, docs/lattice.md). The forwarding metrics come from the
+# workers; placement, hosts and failovers from the supervisor process, which runs the lattice agent.
+LATTICE_FORWARDS = Counter("wasmlet_lattice_forwards",
+                           "Requests forwarded to another host of the lattice, by app and outcome (ok, retried, "
+                           "no-responders, timeout, silent, too-large, unreachable, ...).", ["app", "outcome"])
+LATTICE_FORWARD_RETRIES = Counter("wasmlet_lattice_forward_retries",
+                                  "Forwards sent a second time, by app and why the first failed.", ["app", "reason"])
+LATTICE_FORWARD_SECONDS = Histogram("wasmlet_lattice_forward_duration_seconds",
+                                    "Time from forwarding a request to relaying its answer, by app.", ["app"],
+                                    buckets=_FAST)
+LATTICE_SERVED = Counter("wasmlet_lattice_forwarded_served",
+                         "Requests other hosts forwarded here and this host answered, by app and status.",
+                         ["app", "status"])
+LATTICE_HOSTS = Gauge("wasmlet_lattice_hosts", "Live hosts of the lattice, as this host sees them.",
+                      multiprocess_mode="max")
+LATTICE_LOCAL_APPS = Gauge("wasmlet_lattice_local_apps", "Apps placed on this host.", multiprocess_mode="max")
+LATTICE_PENDING = Gauge("wasmlet_lattice_pending_apps", "Apps that no live host can take (pending).",
+                        multiprocess_mode="max")
+LATTICE_PLACEMENTS = Counter("wasmlet_lattice_placements",
+                             "Placements that changed what this host serves, by change (added, removed).",
+                             ["change"])
+LATTICE_FAILOVERS = Counter("wasmlet_lattice_failovers",
+                            "Apps this host took over from a host that left the lattice (heartbeats stopped).",
+                            ["app"])
+LATTICE_REJECTED = Counter("wasmlet_lattice_rejected",
+                           "Lattice messages refused, by kind (state, version, heartbeat, spoofed-heartbeat).",
+                           ["kind"])

@@ -3,7 +3,9 @@
 - ``CpuStreaks``: the seed's "CPU preemption > 50 ms three times in a row",
   computed per app from each request's measured guest CPU time.
 - ``GrowthMeter``: a least-squares slope of RSS samples over a window, in
-  bytes per minute, for the seed's "memory grows > 2 MB per minute".
+  bytes per minute, for the seed's "memory grows > 2 MB per minute" (the
+  supervisor feeds it; thresholds, window and warm-up are ``wasmlet.server``'s
+  ``WATCHDOG_*`` defaults).
 """
 
 from __future__ import annotations

@@ -1,0 +1,192 @@
+"""uvicorn's httptools protocol, with the deadlines and caps it lacks for hostile clients.
+
+uvicorn closes idle keep-alive connections, but nothing bounds a request while
+it arrives: a client that sends half a header block, or nothing at all, holds
+its connection forever, and a few thousand such clients fill the worker's
+``limit_concurrency`` so every new request gets 503 (slowloris). Per worker
+process, this protocol adds:
+
+- a header deadline: a request's line and headers must be complete within
+  ``header_timeout`` of the connection opening, or of the request's first byte
+  on a kept-alive connection; past it a partial request gets 408 (RFC 9110
+  section 15.5.9) and the connection closes;
+- a cap on the bytes of an unfinished header block (``MAX_HEAD_BYTES``):
+  httptools buffers a header until its end, so one endless header would grow
+  the worker until the watchdog recycles it;
+- a per-client connection cap: past ``client_connections`` open connections
+  from one address (one IPv6 /64), a new one gets 503 and is closed at once.
+  Trusted proxies (``--forwarded-allow-ips``) are exempt: every client behind
+  them shares their address;
+- lingering close: when a response goes out before its request body was read
+  (404, 413, a refusal), uvicorn discards the rest of the body for as long as
+  the client sends it, each byte postponing the keep-alive timeout. The
+  connection is closed once the body ends, and at most ``LINGER`` seconds after
+  the response, as nginx's ``lingering_close`` does.
+
+The request body's own deadline and size are the ASGI app's (``_asgi``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ._ratelimit import client_key
+
+__all__ = ["LINGER", "MAX_HEAD_BYTES", "TrustedProxies", "guarded_protocol"]
+
+LINGER = 5.0  # seconds a connection stays open to discard an unread request body
+MAX_HEAD_BYTES = 512 * 1024  # an unfinished request line and headers (the app answers 431 above 32 KiB)
+
+
+def _canned(status: bytes, cause: bytes, text: bytes, extra: bytes = b"") -> bytes:
+    """A whole response written straight to the transport, before (or instead of) the ASGI app."""
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: " + str(len(text)).encode() + b"\r\nx-wasmlet-error: " + cause + b"\r\n" + extra
+            + b"connection: close\r\n\r\n" + text)
+
+
+_TOO_MANY = _canned(b"503 Service Unavailable", b"client-connections",
+                    b"503 too many connections from this client\n", b"retry-after: 1\r\n")
+_HEADER_TIMEOUT = _canned(b"408 Request Timeout", b"header-timeout", b"request headers not received in time\n")
+_HEAD_TOO_LARGE = _canned(b"431 Request Header Fields Too Large", b"header-limit",
+                          b"request header fields too large\n")
+
+
+class TrustedProxies:
+    """The proxies of ``--forwarded-allow-ips``: addresses and networks, or ``*`` for any."""
+
+    def __init__(self, items: tuple[str, ...] = ()) -> None:
+        self.any = "*" in items
+        self.networks = tuple(ipaddress.ip_network(item, strict=False) for item in items if item != "*")
+
+    def __contains__(self, address: str) -> bool:
+        if self.any:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    def __bool__(self) -> bool:
+        return self.any or bool(self.networks)
+
+
+class _GuardedProtocol(HttpToolsProtocol):
+    header_timeout: float
+    client_connections: int
+    trusted: TrustedProxies
+    open_connections: collections.Counter[str]  # per client key, in this worker
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._client_key: str | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self._in_head = False  # a request has begun and its headers are not complete
+        self._head_bytes = 0
+        self._lingering = False
+
+    # Connection -------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        peer = self.client[0] if self.client else ""
+        if peer and peer not in self.trusted:
+            key = client_key(peer)
+            if self.open_connections[key] >= self.client_connections:
+                transport.write(_TOO_MANY)
+                transport.close()
+                return
+            self.open_connections[key] += 1
+            self._client_key = key
+        self._arm_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._deadline, self._linger):
+            if timer is not None:
+                timer.cancel()
+        self._deadline = self._linger = None
+        if self._client_key is not None:
+            self.open_connections[self._client_key] -= 1
+            if self.open_connections[self._client_key] <= 0:
+                del self.open_connections[self._client_key]
+            self._client_key = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head and not self.transport.is_closing():
+            # Headers still incomplete after this chunk: it was all head (when the request
+            # began in it, the previous request's tail is counted too, well inside the cap).
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(_HEAD_TOO_LARGE)
+
+    # Parser callbacks ---------------------------------------------------
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        if self._deadline is None:
+            self._arm_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self._lingering:  # the rest of a body nobody read has arrived: do not reuse the connection
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        # With requests waiting in the pipeline, the cycle that finished is an older one,
+        # whose body the parser has already read to its end.
+        cycle = None if self.pipeline else self.cycle
+        super().on_response_complete()
+        if cycle is not None and cycle.more_body and not self.transport.is_closing():
+            self._lingering = True
+            self._linger = self.loop.call_later(LINGER, self.transport.close)
+
+    # Deadlines ----------------------------------------------------------
+    def _arm_deadline(self) -> None:
+        self._deadline = self.loop.call_later(self.header_timeout, self._header_deadline)
+
+    def _header_deadline(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # An earlier request on this connection is still being answered: finish it, then close.
+            self.cycle.keep_alive = False
+            return
+        if self._in_head:
+            self._refuse(_HEADER_TIMEOUT)
+        else:  # not a byte of a request: nothing to answer
+            self.transport.close()
+
+    def _refuse(self, response: bytes) -> None:
+        # Never in the middle of an earlier request's response (a pipelined request's head):
+        # then the connection is only closed.
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(response)
+        self.transport.close()
+
+
+def guarded_protocol(header_timeout: float, client_connections: int,
+                     trusted: TrustedProxies) -> type[asyncio.Protocol]:
+    """A protocol class for ``uvicorn.Config(http=...)`` with these limits (one worker's own counts)."""
+    return type("GuardedHttpToolsProtocol", (_GuardedProtocol,), {
+        "header_timeout": header_timeout,
+        "client_connections": client_connections,
+        "trusted": trusted,
+        "open_connections": collections.Counter(),
+    })
