@@ -142,16 +142,56 @@ def _lattice_link(flags: dict[str, Any], host: str = "") -> Any:
     for url in urls:
         if not url.startswith(("nats://", "tls://", "ws://", "wss://")):
             raise ConfigError(f"--lattice: {url!r} is not a NATS server URL (nats://HOST:PORT or tls://HOST:PORT)")
+    if flags.get("lattice_creds"):
+        _check_creds(flags["lattice_creds"])
     prefix = flags.get("lattice_prefix") or "wasmlet"
     if not valid_token(prefix):
         raise ConfigError(f"--lattice-prefix: {prefix!r} is not a lower-case RFC 1123 label")
-    return LatticeLink(
+    link = LatticeLink(
         servers=urls, host=host, prefix=prefix, creds=flags.get("lattice_creds") or "",
         user=flags.get("lattice_user") or "", password=flags.get("lattice_password") or "",
         token=flags.get("lattice_token") or "", tls_ca=flags.get("lattice_tls_ca") or "",
         tls_cert=flags.get("lattice_tls_cert") or "", tls_key=flags.get("lattice_tls_key") or "",
     )
+    if link.tls_key and not link.tls_cert:
+        raise ConfigError("--lattice-tls-key: give --lattice-tls-cert too (the key is the certificate's)")
+    _check_tls(link)
+    return link
 
+
+def _check_tls(link: Any) -> None:
+    """``ConfigError`` naming the flag and file when the TLS files do not load (before any connection is tried)."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    try:
+        if link.tls_ca:
+            context.load_verify_locations(cafile=link.tls_ca)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"--lattice-tls-ca {link.tls_ca}: not a PEM CA bundle ({exc.strerror or exc})") from exc
+    try:
+        if link.tls_cert:
+            context.load_cert_chain(link.tls_cert, link.tls_key or None)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"--lattice-tls-cert {link.tls_cert}"
+                          f"{f' / --lattice-tls-key {link.tls_key}' if link.tls_key else ''}: not a PEM certificate "
+                          f"and its key ({exc.strerror or exc})") from exc
+
+
+def _check_creds(path: str) -> None:
+    """``ConfigError`` unless ``path`` looks like a NATS ``.creds`` file: a user JWT block and a user seed block.
+
+    Checked here because nats-py reads lines until it finds the JWT block: a file without one hangs the connect.
+    """
+    try:
+        with open(path, "rb") as file:
+            text = file.read(65536)
+    except OSError as exc:
+        raise ConfigError(f"--lattice-creds {path}: cannot read it: {exc.strerror or exc}") from exc
+    for block in (b"-----BEGIN NATS USER JWT-----", b"-----BEGIN USER NKEY SEED-----"):
+        if block not in text:
+            raise ConfigError(f"--lattice-creds {path}: not a NATS credentials file (expected a "
+                              f"'{block.decode()}' block, as `nsc generate creds` writes)")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -662,10 +702,16 @@ def _show_app(app: dict[str, object]) -> None:
 def deploy(manifest: Path, canary_weight: int | None, canary_header: str | None, output: str, as_json: bool,
            admin_url: str | None, token: str | None, state_dir: Path | None) -> None:
     """Deploy a manifest to a running host; returns once it serves the new versions."""
+    from .plan import decode_manifest
+
     try:
+        try:
+            data = manifest.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{manifest}: cannot read the manifest: {exc.strerror or exc}") from exc
+        text = decode_manifest(data, str(manifest))  # refused here as the host would refuse it
         with _client(admin_url, token, state_dir) as client:
-            result = client.deploy(manifest.read_text(encoding="utf-8"), str(manifest.resolve()),
-                                   canary_weight, canary_header)
+            result = client.deploy(text, str(manifest.resolve()), canary_weight, canary_header)
     except WasmletError as exc:
         _fail(exc)
     if as_json or output == "json":

@@ -157,6 +157,9 @@ MANIFESTS = st.fixed_dictionaries({
 @example({"apiVersion": "core.oam.dev/v1beta1", "kind": "Application", "metadata": {"name": "web"},
           "spec": {"components": [{"name": "web", "type": "wasm", "properties": {
               "moduleURL": "web.wasm", "memoryLimit": 1e-05, "timeout": 1e3}}]}})  # found by bench/fuzz.py
+@example({"apiVersion": "core.oam.dev/v1beta1", "kind": "Application", "metadata": {"name": "web"},
+          "spec": {"components": [{"name": "web", "type": "wasm", "properties": {
+              "moduleURL": "web.wasm", "memoryLimit": "1e999"}}]}})  # found by bench/fuzz.py in the first fix
 def test_yaml_and_json_agree(manifest: dict[str, Any]) -> None:
     # allow_unicode=False: PyYAML's emitter writes a raw NEL (U+0085) into a single-quoted scalar, which its
     # own reader folds into a space (YAML 1.1 counts NEL as a line break); escaped, it round-trips.

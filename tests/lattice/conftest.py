@@ -254,5 +254,179 @@ def lattice_json(urls: list[str] | str, *args: str) -> object:
     return json.loads(result.stdout)
 
 
-__all__ = ["ECHO", "FORGET_AFTER_BOUND", "HELLO", "NATS_SERVER", "WASMLET", "LatticeHost", "Load", "NatsServer",
-           "deploy", "echo_manifest", "lattice_cli", "lattice_json", "start_cluster", "wait_for"]
+
+
+# NATS auth the way NATS users set it up: TLS certificates and decentralized (operator mode) JWTs -------------------
+def write_pki(folder: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1/localhost, a client certificate, and a second, unrelated CA.
+
+    Returns the PEM paths: ``ca``, ``server_cert``, ``server_key``, ``client_cert``, ``client_key``, ``other_ca``.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, issuer_key: ec.EllipticCurvePrivateKey,
+                    ca: bool, usage: list[x509.ObjectIdentifier] | None = None,
+                    sans: list[x509.GeneralName] | None = None) -> x509.Certificate:
+        builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+                                            critical=True)
+            builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        else:
+            builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                                            critical=False)
+        if usage:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def save(stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None) -> None:
+        (folder / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        if key is not None:
+            (folder / f"{stem}-key.pem").write_bytes(key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+    ca_key, other_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    save("ca", certificate("wasmlet test CA", ca_key, "wasmlet test CA", ca_key, ca=True), None)
+    save("other-ca", certificate("someone else's CA", other_key, "someone else's CA", other_key, ca=True), None)
+    server_key, client_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    save("server", certificate("127.0.0.1", server_key, "wasmlet test CA", ca_key, ca=False,
+                               usage=[ExtendedKeyUsageOID.SERVER_AUTH],
+                               sans=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+         server_key)
+    save("client", certificate("wasmlet host", client_key, "wasmlet test CA", ca_key, ca=False,
+                               usage=[ExtendedKeyUsageOID.CLIENT_AUTH]), client_key)
+    return {"ca": folder / "ca.pem", "other_ca": folder / "other-ca.pem", "server_cert": folder / "server.pem",
+            "server_key": folder / "server-key.pem", "client_cert": folder / "client.pem",
+            "client_key": folder / "client-key.pem"}
+
+
+def tls_server(tmp_path: Path, pki: dict[str, Path], verify: bool) -> NatsServer:
+    """A started ``nats-server -js`` that speaks only TLS (``verify``: and wants a client certificate of the CA)."""
+    conf = tmp_path / f"tls-{int(verify)}.conf"
+    conf.write_text("tls {\n"
+                    f"  cert_file: {str(pki['server_cert'])!r}\n  key_file: {str(pki['server_key'])!r}\n"
+                    f"  ca_file: {str(pki['ca'])!r}\n  verify: {'true' if verify else 'false'}\n  timeout: 2\n}}\n")
+    return NatsServer(f"tls{int(verify)}", tmp_path / f"js-tls{int(verify)}", tmp_path / f"nats-tls{int(verify)}.log",
+                      extra=("-c", str(conf))).start()
+
+
+_NKEY_PREFIX = {"operator": 14 << 3, "account": 0, "user": 20 << 3}  # nkeys: O..., A..., U...
+
+
+def _crc16(data: bytes) -> int:  # CRC-16/XMODEM, the nkeys checksum
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021 if crc & 0x8000 else crc << 1) & 0xFFFF
+    return crc
+
+
+def _nkey_encode(raw: bytes) -> str:
+    import base64
+
+    return base64.b32encode(raw + _crc16(raw).to_bytes(2, "little")).decode().rstrip("=")
+
+
+class NKey:
+    """An ed25519 nkey (operator, account or user): its public key, its seed, and JWT signing with it."""
+
+    def __init__(self, kind: str) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+        self._key = Ed25519PrivateKey.generate()
+        prefix = _NKEY_PREFIX[kind]
+        public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.public = _nkey_encode(bytes([prefix]) + public)
+        seed = self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        self.seed = _nkey_encode(bytes([(18 << 3) | (prefix >> 5), (prefix & 31) << 3]) + seed)
+
+    def jwt(self, subject: str, name: str, nats_claims: dict[str, object]) -> str:
+        """A nats-io/jwt v2 JWT about ``subject``, issued (signed) by this key."""
+        import base64
+        import hashlib
+        import json
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+        claims: dict[str, object] = {"iat": int(time.time()), "iss": self.public, "sub": subject, "name": name,
+                                     "nats": {**nats_claims, "version": 2}}
+        claims["jti"] = base64.b32encode(hashlib.sha256(json.dumps(claims, sort_keys=True).encode()).digest()
+                                         ).decode().rstrip("=")
+        header = json.dumps({"typ": "JWT", "alg": "ed25519-nkey"})
+        signing = f"{b64(header.encode())}.{b64(json.dumps(claims).encode())}"
+        return f"{signing}.{b64(self._key.sign(signing.encode()))}"
+
+
+def write_creds(path: Path, user_jwt: str, user: NKey) -> Path:
+    """A ``.creds`` file as ``nsc`` writes it: the user JWT, then the user's nkey seed."""
+    path.write_text(f"-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n"
+                    "************************* IMPORTANT *************************\n"
+                    "NKEY Seed printed below can be used to sign and prove identity.\n"
+                    "NKEYs are sensitive and should be treated as secrets.\n\n"
+                    f"-----BEGIN USER NKEY SEED-----\n{user.seed}\n------END USER NKEY SEED------\n\n"
+                    "*************************************************************\n")
+    path.chmod(0o600)
+    return path
+
+
+_UNLIMITED = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": True, "conn": -1,
+              "leaf": -1}
+
+
+def account_jwt(operator: NKey, account: NKey, name: str, jetstream: bool) -> str:
+    limits: dict[str, object] = dict(_UNLIMITED)
+    if jetstream:  # JetStream is off for an account unless its JWT grants storage (nats-io/jwt v2 JetStreamLimits)
+        limits.update({"mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1})
+    return operator.jwt(account.public, name, {"type": "account", "limits": limits,
+                                               "default_permissions": {"pub": {}, "sub": {}}})
+
+
+def user_creds(path: Path, account: NKey, name: str) -> Path:
+    user = NKey("user")
+    claims = {"type": "user", "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1}
+    return write_creds(path, account.jwt(user.public, name, claims), user)
+
+
+def operator_server(tmp_path: Path) -> tuple[NatsServer, NKey]:
+    """A started ``nats-server -js`` in operator mode (decentralized JWT auth, a memory resolver) and the
+    one application account it trusts (JetStream enabled); make users of it with ``user_creds``."""
+    operator, system, account = NKey("operator"), NKey("account"), NKey("account")
+    operator_jwt = operator.jwt(operator.public, "wasmlet-test-operator",
+                                {"type": "operator", "system_account": system.public})
+    (tmp_path / "operator.jwt").write_text(operator_jwt)
+    conf = tmp_path / "operator.conf"
+    conf.write_text(f"operator: {str(tmp_path / 'operator.jwt')!r}\n"
+                    f"system_account: {system.public}\n"
+                    "resolver: MEMORY\n"
+                    "resolver_preload: {\n"
+                    f"  {system.public}: {account_jwt(operator, system, 'SYS', jetstream=False)}\n"
+                    f"  {account.public}: {account_jwt(operator, account, 'wasmlet', jetstream=True)}\n"
+                    "}\n")
+    server = NatsServer("op", tmp_path / "js-op", tmp_path / "nats-op.log", extra=("-c", str(conf))).start()
+    return server, account
+
+
+__all__ = ["ECHO", "FORGET_AFTER_BOUND", "HELLO", "NATS_SERVER", "WASMLET", "LatticeHost", "Load", "NKey", "NatsServer",
+           "account_jwt", "deploy", "echo_manifest", "lattice_cli", "lattice_json", "operator_server", "start_cluster",
+           "tls_server", "user_creds", "wait_for", "write_creds", "write_pki"]

@@ -42,6 +42,7 @@ from .._errors import (
     UnknownApp,
     WasmletError,
 )
+from ..plan import MAX_MANIFEST_BYTES, decode_manifest
 from ._plane import ControlPlane
 from ._views import AppView, DeployReport, ErrorBody, LogEntry, VersionView
 
@@ -49,7 +50,7 @@ __all__ = ["AdminServer", "create_admin_app", "openapi"]
 
 log = logging.getLogger("wasmlet.admin")
 
-MAX_MANIFEST = 1 << 20  # bytes of a manifest sent to /v1/deploy
+MAX_MANIFEST = MAX_MANIFEST_BYTES  # bytes of a manifest sent to /v1/deploy (the loader's own cap)
 _MANIFEST_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/json", "text/plain")
 
 
@@ -135,10 +136,8 @@ async def _read_manifest(request: Request) -> str:
         body += chunk
         if len(body) > MAX_MANIFEST:
             raise _Failed(413, f"manifest larger than {MAX_MANIFEST} bytes")
-    try:
-        return bytes(body).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _Failed(400, f"manifest: expected UTF-8 text (byte {exc.start} is not)") from exc
+    source = request.query_params.get("source", "manifest.yaml")
+    return decode_manifest(bytes(body), source[:4096])  # ManifestError (400) as the CLI says it
 
 
 def read_logs(log_dir: Path | None, app: str, tail: int) -> list[LogEntry]:

@@ -37,7 +37,6 @@ from ..plan import (
 from ..signing import TrustStore
 from ._backend import StateBackend
 from ._grants import FilePolicy
-from ._hosts import default_state_dir
 from ._prepare import prepare
 from ._restore import check_restored, load_spec, prune, verify_signatures
 from ._state import AppState, DeployItem, Version

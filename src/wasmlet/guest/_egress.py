@@ -5,10 +5,14 @@ address the name resolves to must be *public*, unless it is allowed
 *explicitly*. An address is **internal** when it is not globally routable:
 loopback, private (RFC 1918, ULA ``fc00::/7``), link-local (``169.254/16``,
 ``fe80::/10``), shared CGNAT (``100.64/10``), unspecified, multicast,
-documentation and reserved ranges (``ipaddress``'s ``is_global`` false, or
-multicast), including an IPv4 address embedded in IPv6 (``::ffff:a.b.c.d``,
-NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``). An internal address is allowed
-only if
+documentation and reserved ranges (from IANA's special-purpose tables in
+``wasmlet.plan``, not ``ipaddress``' version-dependent ``is_global``), every
+IPv6 address outside ``2000::/3`` (site-local ``fec0::/10`` included), and an
+IPv4 address carried in IPv6 whenever that IPv4 address is internal: mapped
+``::ffff:a.b.c.d``, compatible ``::a.b.c.d``, translated ``::ffff:0:a.b.c.d``,
+NAT64 ``64:ff9b::/96`` and local-use ``64:ff9b:1::/48``, 6to4 ``2002::/16``
+and Teredo ``2001::/32`` (its server and its inverted client). An internal
+address is allowed only if
 
 1. the target names it by a pattern that matched with a *literal* host
    (``http://localhost:8080`` allows whatever ``localhost`` resolves to;

@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import ssl
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -44,6 +45,7 @@ T = TypeVar("T")
 
 CALL_TIMEOUT = 10.0  # seconds a synchronous caller waits for NATS (a JetStream leader election takes a few)
 CONNECT_TIMEOUT = 15.0  # seconds `serve --lattice` waits for the first connection
+BUCKETS_TIMEOUT = 30.0  # seconds it then waits for JetStream to open the buckets (a new cluster elects leaders)
 
 
 class Connection:
@@ -71,7 +73,7 @@ class Connection:
     def start(self, timeout: float = CONNECT_TIMEOUT) -> None:
         """Connect and open (or create) the buckets; ``LatticeError`` if NATS is not there in ``timeout``."""
         self._thread.start()
-        self.call(self._start(timeout), timeout + CALL_TIMEOUT, "connect to the lattice")
+        self.call(self._start(timeout), timeout + BUCKETS_TIMEOUT + CALL_TIMEOUT, "connect to the lattice")
 
     async def _start(self, timeout: float) -> None:
         options = connect_options(self.link, self.name)
@@ -79,12 +81,16 @@ class Connection:
         options["disconnected_cb"] = self._disconnected
         options["error_cb"] = self._error
         errors: list[str] = []
+        fatal: list[str] = []
         refused = asyncio.Event()
 
         async def failed(exc: Exception) -> None:  # the client retries the servers by itself: note why
             errors.append(str(exc) or type(exc).__name__)
-            if "authorization" in errors[-1].lower() or "authentication" in errors[-1].lower():
-                refused.set()  # credentials do not get better by retrying: say so now
+            if _fatal(exc):
+                fatal.append(errors[-1])
+                if isinstance(exc, ssl.SSLCertVerificationError):
+                    fatal[-1] += " (is --lattice-tls-ca the CA that signed the NATS server's certificate?)"
+                refused.set()  # credentials and certificates do not get better by retrying: say so now
 
         options["error_cb"] = failed
         connecting = asyncio.ensure_future(nats.connect(**options))
@@ -92,20 +98,34 @@ class Connection:
         await asyncio.wait((connecting, refusal), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         refusal.cancel()
         if not connecting.done() or connecting.exception() is not None:
+            gave_up = connecting.done()  # the client gave up by itself (a creds file it cannot use, say)
+            if gave_up:
+                failure = connecting.exception()
+                fatal.append(f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__)
             connecting.cancel()
             with contextlib.suppress(BaseException):
                 await connecting
-            auth = [e for e in errors if "uthori" in e or "uthenti" in e]
-            why = (auth or errors or ["no answer"])[-1]
+            why = (fatal or errors or ["no answer"])[-1]
             raise LatticeError(f"cannot connect to the lattice at {', '.join(self.link.servers)}"
-                               f"{'' if auth else f' within {timeout:g}s'}: {why}")
+                               f"{'' if fatal else f' within {timeout:g}s'}: {why}")
         self._nc = connecting.result()
         self._nc._error_cb = self._error  # past the first connection, errors are only logged
         self._js = self._nc.jetstream(timeout=CALL_TIMEOUT / 2)
         urls = self._nc._server_info.get("connect_urls") or []  # every server of the cluster
         self.replicas = self.replicas_wanted or (3 if len(urls) >= 3 else 1)
-        self.desired = await self._kv(f"{self.link.prefix}-desired", history=5)
-        self.modules = await self._objects(f"{self.link.prefix}-modules")
+        # A cluster just started (or one electing leaders) may take seconds to answer: tried until the deadline.
+        deadline = asyncio.get_running_loop().time() + BUCKETS_TIMEOUT
+        while True:
+            try:
+                self.desired = await self._kv(f"{self.link.prefix}-desired", history=5)
+                self.modules = await self._objects(f"{self.link.prefix}-modules")
+                return
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError) as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise LatticeError(f"JetStream did not open the lattice's buckets within {BUCKETS_TIMEOUT:g}s: "
+                                       f"{exc or type(exc).__name__}") from exc
+                log.info("lattice: JetStream not ready yet (%s); trying again", exc or type(exc).__name__)
+                await asyncio.sleep(0.5)
 
     async def _kv(self, bucket: str, history: int) -> KeyValue:
         assert self._js is not None
@@ -197,3 +217,14 @@ class Connection:
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
         """Run ``coroutine`` on the lattice's loop without waiting for it."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+
+def _fatal(exc: Exception) -> bool:
+    """A refusal that retrying cannot fix: bad credentials, or a server certificate the CA given does not vouch for."""
+    text = str(exc).lower()
+    if "authorization" in text or "authentication" in text:
+        return True
+    # RFC 8446 section 6.2: a failed certificate check ends the handshake with an alert; the same cert fails again.
+    # The server's alert when it wants a client certificate (mutual TLS) and got none or one it does not trust.
+    return isinstance(exc, ssl.SSLCertVerificationError) or (isinstance(exc, ssl.SSLError) and exc.reason in (
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_BAD_CERTIFICATE", "TLSV1_ALERT_UNKNOWN_CA"))

@@ -74,6 +74,7 @@ log = logging.getLogger("wasmlet.lattice")
 
 R = TypeVar("R")
 ATTEMPTS = 10  # writes tried before a change gives up (the document kept changing under it)
+FIRST_READ = 30.0  # seconds a joining host keeps trying to read the desired state
 
 
 class _Conflict(Exception):
@@ -102,7 +103,15 @@ class LatticeState:
         self.listeners: list[Callable[[], None]] = []  # told (on the lattice's loop) when the document changed
         self._notice = f"{connection.link.prefix}.desired"
         self._conn.call(self._subscribe(), what="subscribe to desired-state notices")
-        self.refresh()
+        deadline = time.monotonic() + FIRST_READ
+        while True:  # the first read, as the buckets' opening, may meet a stream still electing its leader
+            try:
+                self.refresh()
+                break
+            except LatticeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     # Reading the bucket ------------------------------------------------------
     async def _subscribe(self) -> None:
