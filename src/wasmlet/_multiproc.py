@@ -22,7 +22,7 @@ import sys
 import tempfile
 from collections.abc import Iterable
 
-__all__ = ["MULTIPROC_ENV", "SCRATCH_ENV", "prepare_metrics_dir", "scratch_base", "sweep_stale_dirs"]
+__all__ = ["MULTIPROC_ENV", "SCRATCH_ENV", "pid_alive", "prepare_metrics_dir", "scratch_base", "sweep_stale_dirs"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SCRATCH_ENV = "WASMLET_SCRATCH_DIR"  # where workers keep guest output files (default: /dev/shm)
@@ -51,7 +51,7 @@ def scratch_base() -> str | None:
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """True unless ``pid`` is certainly gone (no such process, or a zombie nobody reaped yet)."""
     try:
         os.kill(pid, 0)
@@ -86,7 +86,7 @@ def sweep_stale_dirs(folders: Iterable[str] | None = None) -> list[str]:
                 info = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if info.st_uid != os.geteuid() or _alive(int(match["pid"])):
+            if info.st_uid != os.geteuid() or pid_alive(int(match["pid"])):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time they load o
         StateStore,
         Version,
         parse_canary_header,
+        parse_deploy_arguments,
         validate_app_name,
     )
     from ._validate import ComponentCheck, check_offline
@@ -79,6 +80,7 @@ _WHERE = {
     "find_admin": "._client",
     "openapi": "._admin",
     "parse_canary_header": "._state",
+    "parse_deploy_arguments": "._state",
     "plan_for_module": "._prepare",
     "prepare": "._prepare",
     "recorded_host": "._hosts",
@@ -120,6 +122,7 @@ __all__ = [
     "find_admin",
     "openapi",
     "parse_canary_header",
+    "parse_deploy_arguments",
     "plan_for_module",
     "prepare",
     "recorded_host",

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .._errors import ConfigError
 from .._files import atomic_write
+from .._multiproc import pid_alive
 
 __all__ = ["HostRecord", "default_state_dir", "recorded_host", "running_hosts", "runtime_dir"]
 
@@ -180,12 +181,8 @@ def _read(path: Path) -> HostRecord | None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True
     # A recycled pid: alive, but not a wasmlet (Linux shows the command line; elsewhere, trust the pid).
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()

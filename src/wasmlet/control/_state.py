@@ -62,6 +62,7 @@ __all__ = [
     "UnknownVersion",
     "Version",
     "parse_canary_header",
+    "parse_deploy_arguments",
     "validate_app_name",
 ]
 
@@ -123,6 +124,21 @@ def _validate_weight(weight: object) -> int:
     if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
         raise StateError(f"canary_weight: expected an integer from 0 to 100, got {weight!r}")
     return weight
+
+
+def parse_deploy_arguments(items: object, canary_weight: object,
+                           canary_header: object) -> tuple[bool, int, str | None]:
+    """Check what every state backend's ``deploy`` is given: at least one item, a canary
+    weight of 0-100, a ``Name: value`` header. Return (is a canary, weight, normalised header)."""
+    canary = canary_weight is not None or canary_header is not None
+    weight = 0 if canary_weight is None else _validate_weight(canary_weight)
+    header = None
+    if canary_header is not None:
+        name, value = parse_canary_header(canary_header)
+        header = f"{name}: {value}"
+    if not isinstance(items, list | tuple) or not items:
+        raise StateError("items: expected at least one component to deploy")
+    return canary, weight, header
 
 
 def parse_canary_header(header: object) -> tuple[str, str]:
@@ -438,14 +454,7 @@ class StateStore:
 
         The generation goes up by one if anything changed. Nothing is written on any error.
         """
-        canary = canary_weight is not None or canary_header is not None
-        weight = 0 if canary_weight is None else _validate_weight(canary_weight)
-        header = None
-        if canary_header is not None:
-            name, value = parse_canary_header(canary_header)
-            header = f"{name}: {value}"
-        if not isinstance(items, list | tuple) or not items:
-            raise StateError("items: expected at least one component to deploy")
+        canary, weight, header = parse_deploy_arguments(items, canary_weight, canary_header)
         prepared: list[tuple[DeployItem, str]] = []
         seen: set[str] = set()
         for index, item in enumerate(items):

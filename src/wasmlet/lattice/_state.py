@@ -46,7 +46,7 @@ from ..control import (
     DeployItem,
     DeployResult,
     Version,
-    parse_canary_header,
+    parse_deploy_arguments,
     validate_app_name,
 )
 from ..engine import BlobStore
@@ -261,17 +261,7 @@ class LatticeState:
     def deploy(self, items: list[DeployItem], canary_weight: int | None = None,
                canary_header: str | None = None) -> list[DeployResult]:
         """As ``StateStore.deploy``: one atomic change for every item; see its docstring for the rules."""
-        canary = canary_weight is not None or canary_header is not None
-        if canary_weight is not None and (isinstance(canary_weight, bool) or not isinstance(canary_weight, int)
-                                          or not 0 <= canary_weight <= 100):
-            raise StateError(f"canary_weight: expected an integer from 0 to 100, got {canary_weight!r}")
-        weight = canary_weight or 0
-        header = None
-        if canary_header is not None:
-            name, value = parse_canary_header(canary_header)
-            header = f"{name}: {value}"
-        if not isinstance(items, list | tuple) or not items:
-            raise StateError("items: expected at least one component to deploy")
+        canary, weight, header = parse_deploy_arguments(items, canary_weight, canary_header)
         prepared: list[tuple[DeployItem, str]] = []
         seen: set[str] = set()
         for index, item in enumerate(items):
