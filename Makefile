@@ -43,7 +43,9 @@ test: lint typecheck pytest
 guests: venv system-deps
 	PYTHON=$(BIN)/python examples/build.sh
 
+# The benchmarks drive servers with wrk (Debian's package).
 bench: venv
+	scripts/install-system-deps.sh wrk
 	bench/run_all.sh
 
 # After changing a dependency in pyproject.toml: install it, then record what is installed.
