@@ -19,7 +19,7 @@ import nats
 from tests.conftest import EXAMPLES
 from tests.lattice.conftest import NatsServer, deploy, echo_manifest, lattice_cli, lattice_json, wait_for
 
-from wasmlet.server import SILENCE, decode_response
+from wasmlet.server import SILENCE, ForwardReply, decode_response, encode_response
 
 NOWHERE = [{"type": "affinity", "properties": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
     {"matchExpressions": [{"key": "missing", "operator": "Exists"}]}]}}}}]
@@ -105,6 +105,39 @@ def test_forged_envelopes_on_an_apps_subject_are_answered_400(
 
     assert asyncio.run(forge()) == [(400, "bad-forward")] * 4
     assert httpx.get(a.url + "/shop", timeout=5).status_code == 200
+
+
+def _two_requests_on_one_connection(port: int, path: str) -> bytes:
+    """A 204 from a member then a plain request, on one kept-alive connection: all bytes read."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(1.5)
+        sock.sendall(b"GET /.well-known/wasmlet/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_a_member_answering_204_with_a_body_cannot_split_the_response(
+        nats_server: NatsServer, lattice_host: Any, tmp_path: Path) -> None:
+    """A forwarded 204 (or 304) carries no body past the entry host, as a local one does (response splitting)."""
+    a, _ = _pair(lattice_host, nats_server.url)
+    assert deploy(a, echo_manifest(tmp_path / "hole.yaml", "hole", "web", "/hole", traits=NOWHERE)).status_code == 200
+    smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nspoofed"
+    answer = encode_response(ForwardReply(204, (("x-guest", "1"),), smuggled, host="rogue"))
+    loop = asyncio.new_event_loop()
+    rogue = loop.run_in_executor(None, lambda: asyncio.run(
+        _rogue(nats_server.url, "wasmlet.http.hole.web", 8, answer=answer)))
+    time.sleep(1.0)
+    data = _two_requests_on_one_connection(int(a.url.rsplit(":", 1)[1]), "/hole")
+    loop.run_until_complete(rogue)
+    loop.close()
+    assert data.startswith(b"HTTP/1.1 204"), data[:200]
+    assert b"spoofed" not in data
+    assert data.count(b"HTTP/1.1 ") == 2 and b"ok" in data.split(b"HTTP/1.1 ")[2]  # the health answer, intact
 
 
 def test_names_cannot_inject_into_subjects_or_the_desired_state(

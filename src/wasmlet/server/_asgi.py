@@ -347,15 +347,8 @@ class WasmletApp:
         if result.stderr:
             _log_stderr(result.stderr, fields)
         response = result.response
-        status, out_headers, body = response.status, [*response.headers, *ids], response.body
-        # Never a body after a response that has none: on a kept-alive connection the client
-        # would read it as the answer to its next request (response splitting).
-        if status in _NO_CONTENT:
-            body = b""
-        else:  # HEAD: the length a GET would have (RFC 9110 section 9.3.2), without the content
-            out_headers.append((b"content-length", str(len(body)).encode()))
-            if scope["method"] == "HEAD":
-                body = b""
+        status = response.status
+        out_headers, body = _framed(status, [*response.headers, *ids], response.body, scope["method"])
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
         await send({"type": "http.response.body", "body": body})
         return status, "", result.stats
@@ -417,9 +410,8 @@ class WasmletApp:
             if traceparent:
                 sent.append(("traceparent", traceparent))
             server, client = scope.get("server") or ("localhost", 80), scope.get("client") or ("", 0)
-            raw = scope.get("raw_path")
             request = ForwardRequest(
-                remote.app, scope["method"], path, raw.decode("latin-1") if raw else path,
+                remote.app, scope["method"], path, _wire_path(scope, path),
                 scope.get("query_string", b"").decode("latin-1"), tuple(sent), scope.get("scheme", "http"),
                 (str(server[0]), int(server[1] or 80)), (str(client[0]), int(client[1] or 0)),
                 scope.get("http_version", "1.1"), body)
@@ -428,8 +420,11 @@ class WasmletApp:
             out = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in reply.headers]
             if reply.host:
                 out.append((b"x-wasmlet-served-by", reply.host.encode("latin-1")))
+            # The same framing as a local answer: another host's guest may answer 204 with a body.
+            out = [(n, v) for n, v in out if n.lower() != b"content-length"]
+            out, reply_body = _framed(reply.status, out, reply.body, scope["method"])
             await send({"type": "http.response.start", "status": reply.status, "headers": out})
-            await send({"type": "http.response.body", "body": reply.body})
+            await send({"type": "http.response.body", "body": reply_body})
         finally:
             held.release()
             self.telemetry.finish_request(span, remote.app, prefix, status, cause, time.perf_counter() - started,
@@ -535,18 +530,35 @@ async def _read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit
         body.clear()
 
 
+def _framed(status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+            method: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Headers and body as they may go on the wire for ``status``.
+
+    Never a body after a response that has none (204, 304): on a kept-alive connection
+    the client would read it as the answer to its next request (response splitting).
+    HEAD gets the length a GET would have (RFC 9110 section 9.3.2), without the content.
+    """
+    if status in _NO_CONTENT:
+        return headers, b""
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    return headers, b"" if method == "HEAD" else body
+
+
+def _wire_path(scope: Scope, path: str) -> str:
+    """The request path as sent, unless normalising changed it: then the normalised one, re-encoded,
+    so that every view of the request (CGI variables, a forwarded request) agrees with the route taken."""
+    raw = scope.get("raw_path")
+    return raw.decode("latin-1") if raw and path == scope["path"] else quote(path, safe="/:@!$&'()*+,;=~")
+
+
 def _cgi_request(scope: Scope, headers: list[tuple[bytes, bytes]], path: str, body: bytes) -> CgiRequest:
     """The CGI view of a request routed on ``path``, its normalised form."""
     server = scope.get("server") or ("localhost", 80)
     client = scope.get("client") or ("", 0)
-    raw = scope.get("raw_path")
-    # When normalising changed the path, the wire form would name another one: the guest
-    # gets the normalised path, re-encoded, so every variable agrees with the route taken.
-    raw_path = raw.decode("latin-1") if raw and path == scope["path"] else quote(path, safe="/:@!$&'()*+,;=~")
     return CgiRequest(
         method=scope["method"],
         path=path,
-        raw_path=raw_path,
+        raw_path=_wire_path(scope, path),
         query=scope.get("query_string", b"").decode("latin-1"),
         headers=tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers),
         body=body,
