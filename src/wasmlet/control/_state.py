@@ -61,6 +61,7 @@ __all__ = [
     "UnknownApp",
     "UnknownVersion",
     "Version",
+    "canonical_spec_json",
     "parse_canary_header",
     "parse_deploy_arguments",
     "validate_app_name",
@@ -154,7 +155,9 @@ def parse_canary_header(header: object) -> tuple[str, str]:
     return name, value
 
 
-def _canonical_spec(spec_json: object, field: str) -> str:
+def canonical_spec_json(spec_json: object, field: str) -> str:
+    """A stored spec in one spelling (sorted keys, no spaces), so that equal specs compare equal;
+    StateError naming ``field`` for anything that is not a JSON object."""
     if not isinstance(spec_json, str):
         raise StateError(f"{field}: expected a JSON string, got {type(spec_json).__name__}")
     try:
@@ -463,7 +466,7 @@ class StateStore:
             if item.app in seen:
                 raise StateError(f"{where}.app: {item.app!r} appears twice in one deploy")
             seen.add(item.app)
-            spec = _canonical_spec(item.spec_json, f"{where}.spec_json")
+            spec = canonical_spec_json(item.spec_json, f"{where}.spec_json")
             if not isinstance(item.digest, str) or not item.digest:
                 raise StateError(f"{where}.digest: expected a non-empty digest string, got {item.digest!r}")
             if not isinstance(item.component, bool):

@@ -46,6 +46,7 @@ from ..control import (
     DeployItem,
     DeployResult,
     Version,
+    canonical_spec_json,
     parse_deploy_arguments,
     validate_app_name,
 )
@@ -270,7 +271,7 @@ class LatticeState:
             if item.app in seen:
                 raise StateError(f"{where}.app: {item.app!r} appears twice in one deploy")
             seen.add(item.app)
-            prepared.append((item, _canonical(item.spec_json, f"{where}.spec_json")))
+            prepared.append((item, canonical_spec_json(item.spec_json, f"{where}.spec_json")))
         # The bytes first: a version is never recorded that a host could not fetch.
         for item, _ in prepared:
             self.modules.upload(item.digest)
@@ -481,18 +482,6 @@ class LatticeState:
             canary_header=row.canary_header,
             updated=row.updated,
         )
-
-
-def _canonical(spec_json: object, field: str) -> str:
-    if not isinstance(spec_json, str):
-        raise StateError(f"{field}: expected a JSON string, got {type(spec_json).__name__}")
-    try:
-        value = json.loads(spec_json)
-    except ValueError as exc:
-        raise StateError(f"{field}: not valid JSON ({exc})") from exc
-    if not isinstance(value, dict):
-        raise StateError(f"{field}: expected a JSON object")
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _prune(doc: DesiredState) -> None:
