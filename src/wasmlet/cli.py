@@ -14,6 +14,7 @@ import click
 
 from . import __version__
 from ._errors import ConfigError, WasmletError
+from ._k8s import k8s
 from ._logging import configure_logging
 
 if TYPE_CHECKING:
@@ -955,3 +956,6 @@ def lattice_apply(file: Path, **flags: Any) -> None:
     except WasmletError as exc:
         _fail(exc)
     click.echo(f"PriorityClass(es) recorded: {', '.join(names)}" if names else f"{file}: no PriorityClass")
+
+
+main.add_command(k8s)  # `wasmlet k8s`: its own module (_k8s.py)

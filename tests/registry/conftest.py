@@ -319,3 +319,64 @@ def _serve_once(plan: Any, app: str, path: str = "/") -> bytes:
 def serve_once() -> Callable[..., bytes]:
     """Run one GET through a deployed app of a plan, in process; returns the response body."""
     return _serve_once
+
+
+class TrickleRegistry:
+    """A registry that serves one artifact, the blobs named in ``slow`` one byte at a time.
+
+    Every byte comes well within any read timeout (``delay`` apart), so only a bound on
+    the whole transfer stops a pull from taking ``delay`` x the blob's size.
+    """
+
+    def __init__(self, blobs: dict[str, bytes], manifest: bytes, slow: set[str], delay: float = 0.01) -> None:
+        self.blobs, self.manifest, self.slow, self.delay = blobs, manifest, slow, delay
+        self.stop = threading.Event()
+        self.bytes_sent = 0
+        registry = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                registry._answer(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _answer(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        path = handler.path
+        name = path.rsplit("/", 1)[1]
+        status, body, kind, slow = 200, b"{}", "application/json", False
+        if "/manifests/" in path:
+            body, kind = self.manifest, "application/vnd.oci.image.manifest.v1+json"
+        elif "/blobs/" in path and name in self.blobs:
+            body, kind, slow = self.blobs[name], "application/octet-stream", name in self.slow
+        elif path.rstrip("/") != "/v2":
+            status = 404
+        handler.send_response(status)
+        handler.send_header("Content-Type", kind)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        try:
+            if not slow:
+                handler.wfile.write(body)
+                return
+            for position in range(len(body)):
+                if self.stop.wait(self.delay):
+                    return
+                handler.wfile.write(body[position:position + 1])
+                handler.wfile.flush()
+                self.bytes_sent += 1
+        except OSError:
+            return  # the client gave up: what it should do
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()

@@ -18,7 +18,7 @@ from typing import Any
 
 from .._errors import ModuleError, SignatureError, StateError
 from ..engine import BlobStore, ModuleCache, build_engine, default_cache_dir, is_component
-from ..guest import Linkers, build_handler
+from ..guest import Linkers, build_handler, spin_extension
 from ..plan import ComponentSpec, EngineSettings, Plan, PlannedComponent, assign_routes, parse_manifest
 from ..registry import fetch_module
 from ..signing import TrustStore, module_subject, verify_module
@@ -38,10 +38,12 @@ def prepare(
     ``keep``: once every component passed, their module bytes are stored there (the
     state's durable blobs). ``guard``: the file policy, shown each local module file opened.
     """
-    engine = build_engine(dataclasses.replace(settings, pool_instances=4))
+    # 32: room for one trial instantiation of any component (a componentize-py one is 14 core
+    # instances, a Spin SDK one more; guest._proxy).
+    engine = build_engine(dataclasses.replace(settings, pool_instances=32))
     cache = ModuleCache(engine, settings, cache_dir, observer=observe_cache)
     blobs = BlobStore(cache_dir)
-    linkers = Linkers(engine)
+    linkers = Linkers(engine, extensions=[spin_extension(None)])  # link checks only: no store behind it
     planned: list[PlannedComponent] = []
     passed: list[bytes] = []
     for spec in specs:
@@ -62,9 +64,9 @@ def prepare(
                 f"{where}: memoryLimit {spec.memory_limit} exceeds the host's pool_max_memory "
                 f"{settings.pool_max_memory}"
             )
-        build_handler(spec, compiled, linkers, name=where)  # every check a worker will make, made now
-        log.info("deployed %s route=%s digest=sha256:%s%s", spec.qualified_name, spec.route, digest,
-                 " (wasi:cli component)" if component else "")
+        handler = build_handler(spec, compiled, linkers, name=where)  # every check a worker will make, made now
+        log.info("deployed %s route=%s digest=sha256:%s (%s)", spec.qualified_name, spec.route, digest,
+                 handler.abi)
         planned.append(PlannedComponent(spec, digest, component, version=len(planned) + 1))
         passed.append(fetched.data)
     if keep is not None:  # only bytes that compiled and linked are kept

@@ -1,7 +1,9 @@
 """Guest ABIs and their sandbox: how one request runs in one fresh instance.
 
 - ABIs: WAGI (CGI over WASI preview 1; ``_wagi`` is the pure CGI mapping,
-  ``_runner`` runs it) and ``wasi:cli`` components (``_component``);
+  ``_runner`` runs it), ``wasi:cli`` components (``_component``) and
+  ``wasi:http/proxy`` components (``_proxy``, whose host side of WASI 0.2 is
+  Python);
 - the sandbox: the import whitelist checked at deploy and the directories an
   instance gets (``_imports``, for modules and components alike), the egress
   check after DNS (``_egress``), and the ``wasi_experimental_http`` host
@@ -14,7 +16,9 @@ from ._component import ComponentHandler, build_component_linker, find_run_expor
 from ._egress import CheckedTarget, Resolver, resolve_and_check, system_resolver
 from ._handlers import Handler, Linkers, build_handler
 from ._imports import Preopen, check_component_imports, check_imports, component_imports, offending_imports, preopens
+from ._proxy import Extension, ProxyHandler, find_handler_export
 from ._runner import GuestLimits, GuestResult, GuestStats, WagiHandler, check_module
+from ._spin import KeyValueHost, KvLimits, spin_extension
 from ._stdio import remove_scratch_root, scratch_files
 from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
 from ._wasi_http import (
@@ -37,15 +41,19 @@ __all__ = [
     "CgiResponse",
     "CheckedTarget",
     "ComponentHandler",
+    "Extension",
     "GuestLimits",
     "GuestResult",
     "GuestStats",
     "Handler",
     "HttpError",
     "InternalCall",
+    "KeyValueHost",
+    "KvLimits",
     "Linkers",
     "OutboundContext",
     "Preopen",
+    "ProxyHandler",
     "Resolver",
     "WagiHandler",
     "build_argv",
@@ -57,6 +65,7 @@ __all__ = [
     "check_module",
     "component_imports",
     "define_wasi_http",
+    "find_handler_export",
     "find_run_export",
     "offending_imports",
     "outbound_context",
@@ -66,5 +75,6 @@ __all__ = [
     "resolve_and_check",
     "scratch_files",
     "set_internal_caller",
+    "spin_extension",
     "system_resolver",
 ]

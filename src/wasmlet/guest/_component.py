@@ -115,6 +115,8 @@ def _call_run(store: wasmtime.Store, instance: wc.Instance, index: wc.ExportInde
 class ComponentHandler:
     """A ``wasi:cli`` command component, compiled and checked, answering requests CGI-style."""
 
+    abi = "wasi:cli component"
+
     def __init__(
         self,
         name: str,

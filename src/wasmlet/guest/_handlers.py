@@ -1,15 +1,30 @@
-"""Choosing the guest ABI for a compiled binary: WAGI for a core module, ``wasi:cli`` for a component."""
+"""Choosing the guest ABI for a compiled binary.
+
+A core module is WAGI; a component exporting ``wasi:http/incoming-handler@0.2.x``
+is a ``wasi:http/proxy`` component (``_proxy``); any other component is a
+``wasi:cli`` command run CGI-style (``_component``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import wasmtime
 import wasmtime.component
 
+from .._errors import ModuleError
 from ..plan import ComponentSpec
 from ._component import ComponentHandler
 from ._imports import check_component_imports, check_imports, preopens
+from ._proxy import (
+    Extension,
+    ProxyHandler,
+    build_proxy_linker,
+    component_interfaces,
+    find_handler_export,
+    missing_imports,
+)
 from ._runner import GuestLimits, GuestResult, WagiHandler, check_module
 from ._sleep import define_deadline_poll
 from ._wagi import CgiRequest
@@ -20,15 +35,22 @@ __all__ = ["Handler", "Linkers", "build_handler"]
 
 class Handler(Protocol):
     name: str
+    abi: str  # what kind of guest it runs, for logs: "WAGI module", "wasi:cli component", ...
 
     def handle(self, request: CgiRequest, traceparent: str = "") -> GuestResult: ...
 
 
 class Linkers:
-    """The linkers of one engine, built once and shared by every handler."""
+    """The linkers of one engine, built once and shared by every handler.
 
-    def __init__(self, engine: wasmtime.Engine) -> None:
+    A ``wasi:http`` component gets a linker of its own instead, built at deploy
+    from its imports (``_proxy.build_proxy_linker``) with ``extensions``.
+    """
+
+    def __init__(self, engine: wasmtime.Engine, extensions: Sequence[Extension] = ()) -> None:
         self.engine = engine
+        # Host interfaces from elsewhere (Spin's) for wasi:http components: linked per component at deploy.
+        self.extensions = list(extensions)
         self.core = wasmtime.Linker(engine)
         self.core.define_wasi()
         define_deadline_poll(self.core, engine)  # sleeping is bounded by the request deadline
@@ -60,6 +82,9 @@ def build_handler(
     limits = GuestLimits(spec.memory_limit, spec.timeout, spec.max_response_size)
     capabilities = spec.capabilities
     if isinstance(compiled, wasmtime.component.Component):
+        handle = find_handler_export(compiled, linkers.engine)
+        if handle is not None:
+            return _proxy_handler(spec, compiled, linkers, name, limits, handle)
         # The same sandbox as WAGI: the import check, and files grants as the only directories.
         check_component_imports(compiled, linkers.engine, capabilities, name)
         return ComponentHandler(name=name, engine=linkers.engine, component=compiled, limits=limits, route=spec.route,
@@ -70,3 +95,26 @@ def build_handler(
     return WagiHandler(name=name, engine=linkers.engine, linker=linkers.core, module=compiled, limits=limits,
                        route=spec.route, environment=spec.environment, entrypoint=spec.entrypoint, argv=spec.argv,
                        preopens=preopens(capabilities, spec.base_dir), outbound=capabilities.outbound)
+
+
+def _proxy_handler(spec: ComponentSpec, component: wasmtime.component.Component, linkers: Linkers, name: str,
+                   limits: GuestLimits, handle: wasmtime.component.ExportIndex) -> Handler:
+    """A ``wasi:http/proxy`` component: refused unless every import is provided, denied or served by an extension."""
+    assert spec.route is not None
+    capabilities = spec.capabilities
+    if capabilities.files:
+        raise ModuleError(
+            f"{name}: capabilities.files is not available to wasi:http components yet: wasmlet links "
+            "wasi:filesystem for them as a denial only (see docs/guest-abis.md); remove the files grant, or "
+            "serve the code as a WAGI module or a wasi:cli component"
+        )
+    imports = component_interfaces(component, linkers.engine)
+    missing = missing_imports(imports, linkers.extensions)
+    if missing:
+        raise ModuleError(f"{name}: the component imports what wasmlet cannot provide: {', '.join(missing)}")
+    used = [e for e in linkers.extensions if e.interfaces & {n.split("@", 1)[0] for n in imports.interfaces}]
+    linker = build_proxy_linker(linkers.engine, imports, used)
+    contexts = [e.context(spec, name) for e in used if e.context is not None]
+    return ProxyHandler(name=name, engine=linkers.engine, component=component, limits=limits, route=spec.route,
+                        linker=linker, handle=handle, environment=spec.environment,
+                        outbound=capabilities.outbound, contexts=contexts)

@@ -25,7 +25,12 @@ whose imports are WASI 0.2 interface functions rather than preview 1 names
   the epoch deadline cannot interrupt, and wasmtime-py offers no way to define
   that wait again (a ``pollable`` is wasmtime's own resource), so a component
   that sleeps would hold a guest thread past any deadline. WAGI modules may
-  sleep: their ``poll_oneoff`` is bounded (``_sleep``).
+  sleep: their ``poll_oneoff`` is bounded (``_sleep``), and so may
+  ``wasi:http`` proxy components, whose WASI is wasmlet's own (``_proxy``).
+
+A ``wasi:http`` proxy component is checked by ``_proxy`` instead
+(``missing_imports``): it gets no wasmtime WASI at all, only what ``_proxy``
+implements or denies.
 """
 
 from __future__ import annotations

@@ -11,17 +11,18 @@ cut short by it (``_wasi_http``) makes the answer a timeout.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import dataclasses
 import itertools
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
 
 import wasmtime
 from wasmtime import _ffi as ffi
+from wasmtime._func import maybe_raise_last_exn
 
 from .._errors import (
     GuestError,
@@ -37,14 +38,25 @@ from . import _capi as capi
 from ._imports import Preopen
 from ._sleep import bind_deadline
 from ._stdio import ScratchFiles, scratch_files
-from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
+from ._wagi import (
+    ArgvTemplate,
+    CgiRequest,
+    CgiResponse,
+    build_argv,
+    build_environment,
+    environment,
+    parse_cgi_response,
+)
 from ._wasi_http import OutboundContext, call_depth, outbound_context
 
 log = logging.getLogger("wasmlet.guest")
 
-__all__ = ["GuestLimits", "GuestResult", "GuestRun", "GuestStats", "WagiHandler", "check_module"]
+__all__ = ["INLINE_BUDGET", "GuestLimits", "GuestResult", "GuestRun", "GuestStats", "WagiHandler", "check_module"]
 
 _MAX_STDERR = 1 << 20
+# Seconds a guest may run on an event loop's thread before it gives way to a worker thread
+# (``WagiHandler.handle_inline``); it is stopped at the first epoch tick after that.
+INLINE_BUDGET = 0.001
 _PAGE = 65536
 
 
@@ -88,9 +100,13 @@ class _Watch:
     into Python. One that runs longer is checked once per interval: past its
     deadline, or with stdout or stderr above their caps, it is stopped by
     returning an error from the callback, which wasmtime raises as a trap.
+
+    A run on an event loop's thread (``WagiHandler.handle_inline``) has a
+    ``yield_at``: past it the guest is stopped the same way with the reason
+    ``"yield"``, to be run again on a worker thread.
     """
 
-    __slots__ = ("deadline", "files", "max_stderr", "max_stdout", "reason")
+    __slots__ = ("deadline", "files", "instantiated_ns", "max_stderr", "max_stdout", "reason", "yield_at")
 
     def __init__(self, deadline: float, files: ScratchFiles, max_stdout: int, max_stderr: int) -> None:
         self.deadline = deadline
@@ -98,16 +114,46 @@ class _Watch:
         self.max_stdout = max_stdout
         self.max_stderr = max_stderr
         self.reason: str | None = None
+        # An inline run gives way once its thread has used this much CPU (time.thread_time()); 0: never.
+        # CPU, not wall-clock, time: on a busy machine the thread may wait for a core mid-run.
+        self.yield_at = 0.0
+        self.instantiated_ns = 0
 
     def check(self) -> str | None:
         out, err = self.files.sizes()
+        now = time.monotonic()
         if out > self.max_stdout:
             self.reason = "stdout"
         elif err > self.max_stderr:
             self.reason = "stderr"
-        elif time.monotonic() >= self.deadline:
+        elif now >= self.deadline:
             self.reason = "timeout"
+        elif self.yield_at and time.thread_time() >= self.yield_at:
+            self.reason = "yield"
         return self.reason
+
+
+class _GiveWay:
+    """What ``poll_oneoff`` sees during an inline run (``_sleep.Deadline``): a deadline already past.
+
+    So a guest that would wait for anything (a sleep, a clock, a descriptor)
+    is stopped at once, marked ``"yield"``, and run again on a worker thread,
+    never blocking the event loop.
+    """
+
+    __slots__ = ("watch",)
+    deadline = -math.inf
+
+    def __init__(self, watch: _Watch) -> None:
+        self.watch = watch
+
+    @property
+    def reason(self) -> str | None:
+        return self.watch.reason
+
+    @reason.setter
+    def reason(self, value: str | None) -> None:
+        self.watch.reason = "yield"
 
 
 _watches: dict[int, _Watch] = {}
@@ -130,7 +176,7 @@ def _on_deadline(context, data, delta, kind):  # type: ignore[no-untyped-def]
     if watch is None or watch.check() is not None:
         error = ffi.wasmtime_error_new(b"wasmlet: guest stopped by the host")
         return ctypes.cast(error, ctypes.c_void_p).value or 0
-    delta[0] = _CHECK_TICKS
+    delta[0] = 1 if watch.yield_at else _CHECK_TICKS
     kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
     return 0
 
@@ -138,6 +184,59 @@ def _on_deadline(context, data, delta, kind):  # type: ignore[no-untyped-def]
 @_Finalizer
 def _forget_watch(data):  # type: ignore[no-untyped-def]
     _watches.pop(data or 0, None)
+
+
+_ON_DEADLINE = ctypes.cast(_on_deadline, ctypes.c_void_p).value
+_FORGET_WATCH = ctypes.cast(_forget_watch, ctypes.c_void_p).value
+
+
+class _Names(dict[str, bytes]):
+    """Strings encoded once: most environment names and values are the same on every request.
+
+    At most 4097 strings of 128 characters are kept, whatever clients send.
+    """
+
+    def __missing__(self, name: str) -> bytes:
+        encoded = name.encode("utf-8", "surrogateescape")
+        if len(name) <= 128:  # names and values are the client's choice: keep few, and short ones only
+            if len(self) > 4096:
+                self.clear()
+            self[name] = encoded
+        return encoded
+
+
+
+_env_name = _Names().__getitem__
+_env_value = _Names().__getitem__  # values too: most (the route, the server, usual headers) repeat
+_NAME_SETS = 64  # sets of environment names whose C array a handler keeps
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _outcome(name: str, limits: GuestLimits, files: ScratchFiles, watch: _Watch, failure: GuestError | None,
+             stats: GuestStats) -> GuestResult:
+    """After the store is dropped: the response, or the failure raised (output caps and timeouts first)."""
+    out_size, err_size = files.sizes()
+    stderr = os.pread(files.stderr_fd, min(err_size, _MAX_STDERR), 0) if err_size else b""
+    if watch.reason in ("stdout", "stderr") or out_size > limits.max_response:
+        failure = GuestOutputLimit(
+            f"{name}: the guest wrote more than its cap to {watch.reason or 'stdout'} "
+            f"(response cap {limits.max_response} bytes, stderr cap {_MAX_STDERR} bytes)"
+        )
+    elif watch.reason == "timeout":
+        failure = GuestTimeout(f"{name}: the guest ran past its {limits.timeout:g}s deadline")
+    if failure is None:
+        try:
+            response = parse_cgi_response(os.pread(files.stdout_fd, out_size, 0) if out_size else b"")
+        except GuestError as exc:
+            failure = exc
+        else:
+            return GuestResult(response=response, stderr=stderr, stats=stats)
+    failure.stderr = stderr
+    failure.stats = stats
+    raise failure
 
 
 def check_module(module: wasmtime.Module, entrypoint: str, memory_limit: int, name: str) -> None:
@@ -211,31 +310,19 @@ class GuestRun:
         finished_ns = time.time_ns()
         stats = GuestStats(self.started_ns, self.instantiated_ns or finished_ns, finished_ns,
                            time.thread_time() - self._cpu_started, memory)
-        files, watch, limits = self.files, self.watch, self.limits
-        out_size, err_size = files.sizes()
-        stderr = os.pread(files.stderr_fd, min(err_size, _MAX_STDERR), 0) if err_size else b""
-        failure = self.failure
-        if watch.reason in ("stdout", "stderr") or out_size > limits.max_response:
-            failure = GuestOutputLimit(
-                f"{self.name}: the guest wrote more than its cap to {watch.reason or 'stdout'} "
-                f"(response cap {limits.max_response} bytes, stderr cap {_MAX_STDERR} bytes)"
-            )
-        elif watch.reason == "timeout":
-            failure = GuestTimeout(f"{self.name}: the guest ran past its {limits.timeout:g}s deadline")
-        if failure is None:
-            try:
-                response = parse_cgi_response(os.pread(files.stdout_fd, out_size, 0) if out_size else b"")
-            except GuestError as exc:
-                failure = exc
-            else:
-                return GuestResult(response=response, stderr=stderr, stats=stats)
-        failure.stderr = stderr
-        failure.stats = stats
-        raise failure
+        return _outcome(self.name, self.limits, self.files, self.watch, self.failure, stats)
 
 
 class WagiHandler:
-    """A module compiled and pre-linked, answering requests per WAGI."""
+    """A module compiled and pre-linked, answering requests per WAGI.
+
+    What does not change between requests is built once here: the argv
+    template, the encoded names of the environment, the C prototypes and the
+    callbacks. ``handle`` then makes about fifteen C calls per request
+    (``_capi``), without wasmtime-py's object layer.
+    """
+
+    abi = "WAGI module"
 
     def __init__(
         self,
@@ -262,53 +349,173 @@ class WagiHandler:
         self._entrypoint = entrypoint.encode()
         self._served = 0
         self.argv = argv
+        self._argv = ArgvTemplate(argv)
+        self._names: dict[tuple[str, ...], tuple[int, int, object, list[bytes]]] = {}
+        self._preopens = tuple((os.fsencode(p.host), p.guest.encode(), p.writable) for p in self.preopens)
+        # A guest that can reach nothing outside its instance (no outbound HTTP, no directories)
+        # can be run again from the start without anyone seeing the first run: see handle_inline.
+        self.inline_ok = not outbound and not self.preopens
         try:
             self._pre = linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:
             raise ModuleError(
                 f"{name}: the module imports what the host does not provide: {str(exc).splitlines()[0]}"
             ) from exc
+        self._engine_ptr = ctypes.cast(engine.ptr(), ctypes.c_void_p).value
+        self._pre_ptr = ctypes.cast(self._pre.ptr(), ctypes.c_void_p).value
 
-    def handle(self, request: CgiRequest, traceparent: str = "") -> GuestResult:
+    def handle(self, request: CgiRequest, traceparent: str = "", deadline: float | None = None) -> GuestResult:
         """Run the guest once for ``request``; raise a ``GuestError`` subclass if it fails.
 
         ``traceparent`` (W3C Trace Context) is handed to the guest as
         ``TRACEPARENT`` so its own spans and outbound calls join the trace.
+        ``deadline`` (``time.monotonic()``) replaces now + the timeout, for a
+        request that already spent some of it (``handle_inline``).
         """
-        run = GuestRun(self.name, self.limits, request, self.route, self.environment, self.argv, traceparent)
-        for preopen in self.preopens:  # only what the manifest grants (capabilities.files)
-            run.wasi.preopen_dir(preopen.host, preopen.guest, fs_mutable=preopen.writable)
-        store = run.store(self.engine, instances=2, memories=1, tables=4)  # 2: the sleep trampoline (_sleep)
-        instance = None
-        outbound = OutboundContext(self.outbound, deadline=run.deadline, app=self.name, traceparent=traceparent,
-                                   depth=call_depth(request.headers)) if self.outbound else None
-        egress = outbound_context(outbound) if outbound is not None else contextlib.nullcontext()
+        result = self._run(request, traceparent, deadline, 0.0)
+        assert result is not None
+        return result
+
+    def handle_inline(self, request: CgiRequest, traceparent: str = "",
+                      budget: float = INLINE_BUDGET) -> tuple[GuestResult | None, float]:
+        """Run the guest on the calling thread (an event loop's) only while it stays short.
+
+        For handlers with ``inline_ok``. The guest gives way, and this returns
+        ``(None, deadline)``, at the first epoch check after it used ``budget``
+        seconds of CPU (checked at each epoch tick) or at its first ``poll_oneoff``
+        (anything that could wait). The caller then runs the request again
+        with ``handle(..., deadline=deadline)`` on a worker thread: the first
+        run's output is dropped unseen, and such a guest has no other effect.
+        """
+        deadline = time.monotonic() + self.limits.timeout
+        return self._run(request, traceparent, deadline, budget), deadline
+
+    def _run(self, request: CgiRequest, traceparent: str, deadline: float | None,
+             budget: float) -> GuestResult | None:
+        limits = self.limits
+        started_ns = time.time_ns()
+        files = scratch_files()
+        lane = files.lane
+        env = environment(request, self.route, self.environment)
+        if traceparent:
+            env["TRACEPARENT"] = traceparent  # after the manifest's: its TRACEPARENT, if any, gives way
+        argv = self._argv.build(env, request.query)
+        watch = _Watch(time.monotonic() + limits.timeout if deadline is None else deadline, files,
+                       limits.max_response, _MAX_STDERR)
+        config = capi.wasi_config_new()
         try:
-            with bind_deadline(run.watch), egress:
-                instance = self._pre.instantiate(store)
-                run.instantiated()
-                capi.call_export(store, instance, self._entrypoint)
-        except wasmtime.ExitTrap as exc:
-            if exc.code != 0:
-                run.failure = GuestExit(f"{self.name}: the guest exited with status {exc.code}", exc.code)
-        except wasmtime.Trap as exc:
-            run.failure = self._classify_trap(exc)
-        except wasmtime.WasmtimeError as exc:
-            run.failure = GuestTrap(f"{self.name}: {_first_line(exc)}")
-        if outbound is not None and outbound.timed_out and run.watch.reason is None:
-            run.watch.reason = "timeout"  # an outbound request reached the deadline: the guest's answer is late
-        # Memory is read on failure (to tell a memory-limit hit apart) and on one
-        # request in eight otherwise, for the high-water metric: the export lookup
-        # costs ~7 us, a tenth of a hello request.
-        self._served += 1
-        memory = capi.memory_size(store, instance) if run.failure is not None or self._served % 8 == 1 else 0
-        del instance, store  # release the pool slot and WASI's handles on the scratch files now
-        if run.failure is not None and self._at_memory_limit(memory):
-            run.failure = GuestMemoryLimit(
-                f"{self.name}: the guest failed at its memory limit ({memory} of {self.limits.memory} bytes): "
-                f"{run.failure}"
+            files = self._configure(config, env, argv, request.body, files)
+        except BaseException:
+            capi.wasi_config_delete(config)
+            raise
+        watch.files, lane = files, files.lane  # new ones if the old were removed under us
+        store = capi.store_new(self._engine_ptr, None, None)
+        context = capi.store_context(store)
+        failure: GuestError | None = None
+        memory = 0
+        try:
+            capi.store_limiter(store, limits.memory, -1, 2, 4, 1)  # 2 instances: the sleep trampoline (_sleep)
+            error = capi.context_set_wasi(context, config)  # takes the config, also on error
+            if error:
+                raise capi.error_from(error)
+            watch_id = next(_watch_ids)
+            _watches[watch_id] = watch
+            capi.store_epoch_deadline_callback(store, _ON_DEADLINE, watch_id, _FORGET_WATCH)
+            if budget:
+                capi.context_set_epoch_deadline(context, 1)
+            else:
+                capi.context_set_epoch_deadline(context, _CHECK_TICKS)
+            outbound = OutboundContext(self.outbound, deadline=watch.deadline, app=self.name,
+                                       traceparent=traceparent,
+                                       depth=call_depth(request.headers)) if self.outbound else None
+            cpu_started = time.thread_time()
+            if budget:
+                watch.yield_at = cpu_started + budget
+            try:
+                with bind_deadline(_GiveWay(watch) if budget else watch):
+                    if outbound is not None:
+                        with outbound_context(outbound):
+                            self._instantiate_and_call(context, lane, watch)
+                    else:
+                        self._instantiate_and_call(context, lane, watch)
+            except wasmtime.ExitTrap as exc:
+                if exc.code != 0:
+                    failure = GuestExit(f"{self.name}: the guest exited with status {exc.code}", exc.code)
+            except wasmtime.Trap as exc:
+                failure = self._classify_trap(exc)
+            except wasmtime.WasmtimeError as exc:
+                failure = GuestTrap(f"{self.name}: {_first_line(exc)}")
+            cpu = time.thread_time() - cpu_started
+            if watch.reason == "yield":
+                return None
+            if outbound is not None and outbound.timed_out and watch.reason is None:
+                watch.reason = "timeout"  # an outbound request reached the deadline: the guest's answer is late
+            # Memory is read on failure (to tell a memory-limit hit apart) and on one
+            # request in eight otherwise, for the high-water metric.
+            self._served += 1
+            instantiated_ns = watch.instantiated_ns
+            if instantiated_ns and (failure is not None or self._served % 8 == 1):
+                memory = lane.memory_size(context)
+        finally:
+            capi.store_delete(store)  # release the pool slot and WASI's handles on the scratch files now
+        if failure is not None and self._at_memory_limit(memory):
+            failure = GuestMemoryLimit(
+                f"{self.name}: the guest failed at its memory limit ({memory} of {limits.memory} bytes): {failure}"
             )
-        return run.finish(memory)
+        finished_ns = time.time_ns()
+        stats = GuestStats(started_ns, instantiated_ns or finished_ns, finished_ns, cpu, memory)
+        return _outcome(self.name, limits, files, watch, failure, stats)
+
+    def _configure(self, config: int, env: dict[str, str], argv: list[str], body: bytes,
+                   files: ScratchFiles) -> ScratchFiles:
+        """Fill ``config``; the scratch files it writes to (``files``, or new ones if those were removed)."""
+        # The names are the same from one request to the next unless the client's header set
+        # changes: their C array is kept per set of names (a few per client kind).
+        key = tuple(env)
+        names = self._names.get(key)
+        if names is None:
+            encoded = list(map(_env_name, key))
+            names = (len(encoded), *capi.string_array(encoded), encoded)
+            if sum(map(len, key)) <= 4096:  # kept small whatever headers clients send: 64 sets of 4 KiB at most
+                if len(self._names) >= _NAME_SETS:
+                    self._names.clear()
+                self._names[key] = names
+        values = list(map(_env_value, env.values()))
+        values_at, values_owner = capi.string_array(values)
+        if not capi.wasi_config_set_env(config, names[0], names[1], values_at):
+            raise wasmtime.WasmtimeError("failed to configure the guest environment")
+        del values_owner
+        words = list(map(_encode, argv))
+        argv_at, argv_owner = capi.string_array(words)
+        if not capi.wasi_config_set_argv(config, len(words), argv_at):
+            raise wasmtime.WasmtimeError("failed to configure the guest argv")
+        del argv_owner
+        if body:
+            capi.byte_vec_new(files.lane.stdin_at, len(body), body)  # copies the bytes
+            capi.wasi_config_set_stdin_bytes(config, files.lane.stdin_at)  # wasmtime takes the vector
+        if not (capi.wasi_config_set_stdout_file(config, files.stdout_bytes)
+                and capi.wasi_config_set_stderr_file(config, files.stderr_bytes)):
+            # The scratch files were removed under us: make them again (and the lane with them).
+            files = scratch_files(renew=True)
+            if not (capi.wasi_config_set_stdout_file(config, files.stdout_bytes)
+                    and capi.wasi_config_set_stderr_file(config, files.stderr_bytes)):
+                raise wasmtime.WasmtimeError("failed to set stdout file")
+        for host, guest, writable in self._preopens:  # only what the manifest grants (capabilities.files)
+            if not capi.wasi_config_preopen_dir(config, host, guest, writable):
+                raise wasmtime.WasmtimeError(f"failed to preopen {host!r}")
+        return files
+
+    def _instantiate_and_call(self, context: int, lane: capi.Lane, watch: _Watch) -> None:
+        """Instantiate into ``context`` and run the entrypoint; the instance's time.time_ns() goes to ``watch``."""
+        lane.trap.value = None
+        error = capi.instance_pre_instantiate(self._pre_ptr, context, lane.instance_at, lane.trap_at)
+        if error or lane.trap.value:
+            exc: wasmtime.WasmtimeError | wasmtime.Trap = (
+                capi.error_from(error) if error else capi.trap_from(lane.trap.value or 0))
+            maybe_raise_last_exn()  # a wasmtime-py host function's exception, as InstancePre.instantiate does
+            raise exc
+        watch.instantiated_ns = time.time_ns()
+        lane.call(context, self._entrypoint)
 
     def _classify_trap(self, exc: wasmtime.Trap) -> GuestError:
         code = exc.trap_code

@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 
 from .._multiproc import scratch_base
+from ._capi import Lane
 
 __all__ = ["ScratchFiles", "remove_scratch_root", "scratch_files"]
 
@@ -51,18 +52,26 @@ def remove_scratch_root() -> None:
 
 
 class ScratchFiles:
-    """One thread's stdout and stderr files, and descriptors to read them."""
+    """One thread's stdout and stderr files, and descriptors to read them.
+
+    ``lane`` is the thread's reusable C structures for a run (``_capi.Lane``),
+    kept here because both live exactly as long as the thread's files.
+    """
 
     def __init__(self) -> None:
         root = _scratch_root()
         ident = threading.get_ident()
         self.stdout_path = str(root / f"{ident}.out")
         self.stderr_path = str(root / f"{ident}.err")
+        self.stdout_bytes = os.fsencode(self.stdout_path)
+        self.stderr_bytes = os.fsencode(self.stderr_path)
+        self.lane = Lane()
         self.stdout_fd = os.open(self.stdout_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self.stderr_fd = os.open(self.stderr_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def sizes(self) -> tuple[int, int]:
-        return os.fstat(self.stdout_fd).st_size, os.fstat(self.stderr_fd).st_size
+        # lseek to the end is fstat's st_size without building a stat_result (reads use pread: offsets unused).
+        return os.lseek(self.stdout_fd, 0, os.SEEK_END), os.lseek(self.stderr_fd, 0, os.SEEK_END)
 
     def read(self, fd: int, limit: int) -> bytes:
         size = min(os.fstat(fd).st_size, limit)

@@ -16,7 +16,8 @@ from urllib.parse import unquote
 
 from .._errors import MalformedResponse
 
-__all__ = ["CgiRequest", "CgiResponse", "build_argv", "build_environment", "parse_cgi_response"]
+__all__ = ["ArgvTemplate", "CgiRequest", "CgiResponse", "build_argv", "build_environment", "environment",
+           "parse_cgi_response"]
 
 SERVER_SOFTWARE = "wasmlet"
 # Responses that never carry content (RFC 9110 section 6.4.1); 1xx are refused outright.
@@ -69,12 +70,33 @@ def _header_env_name(name: str) -> str:
     return "HTTP_" + name.upper().replace("-", "_")
 
 
+_header_keys: dict[str, str] = {}  # header name -> its variable, "" when never passed on (bounded below)
+
+
+def _header_key(name: str) -> str:
+    key = _header_keys.get(name)
+    if key is None:
+        key = "" if name == "proxy" or not _CGI_HEADER.match(name) else _header_env_name(name)
+        if len(_header_keys) < 1024:  # names are the client's choice: remember only so many
+            _header_keys[name] = key
+    return key
+
+
 def build_environment(
     request: CgiRequest,
     route: str,
     static_env: Iterable[tuple[str, str]] = (),
 ) -> list[tuple[str, str]]:
-    """The guest's environment for ``request`` matched on ``route``.
+    """The guest's environment for ``request`` matched on ``route``, as pairs (see ``environment``)."""
+    return list(environment(request, route, static_env).items())
+
+
+def environment(
+    request: CgiRequest,
+    route: str,
+    static_env: Iterable[tuple[str, str]] = (),
+) -> dict[str, str]:
+    """The guest's environment for ``request`` matched on ``route``, in order.
 
     The manifest's ``environment`` comes first; CGI variables follow and win,
     so request data is always what the RFC says it is. A client's header never
@@ -100,11 +122,11 @@ def build_environment(
         if name == "content-length":
             content_length = value
             continue
-        if name == "proxy" or not _CGI_HEADER.match(name):
+        key = _header_key(name)
+        if not key:  # "proxy", or a name with characters other than letters, digits and "-"
             continue
         if name == "host":
             host_header = value
-        key = _header_env_name(name)
         if key in env:  # the manifest set it
             continue
         if key in merged:
@@ -136,7 +158,7 @@ def build_environment(
         "X_MATCHED_ROUTE": route,
         "X_RAW_PATH_INFO": raw_path_info,
     })
-    return list(env.items())
+    return env
 
 
 def build_argv(template: str, environment: Mapping[str, str], query: str) -> list[str]:
@@ -147,17 +169,33 @@ def build_argv(template: str, environment: Mapping[str, str], query: str) -> lis
     command-line words in the same spirit). Words are split on spaces before
     substitution, so a value with spaces stays one argument.
     """
-    args = [unquote(part.replace("+", " ")) for part in query.split("&") if part] if query else []
-    argv: list[str] = []
-    for word in template.split():
-        if word == "${ARGS}":
-            argv.extend(args)
-            continue
-        out = word
-        for key in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", word):
-            out = out.replace("${" + key + "}", environment.get(key, ""))
-        argv.append(out)
-    return argv or [""]
+    return ArgvTemplate(template).build(environment, query)
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ArgvTemplate:
+    """``build_argv`` with the template split once (a handler keeps one; ``build`` runs per request)."""
+
+    __slots__ = ("_words",)
+
+    def __init__(self, template: str) -> None:
+        # (word, its ${NAME} keys); ${ARGS} alone is the query's words.
+        self._words = [(word, None if word == "${ARGS}" else _VARIABLE.findall(word)) for word in template.split()]
+
+    def build(self, environment: Mapping[str, str], query: str) -> list[str]:
+        argv: list[str] = []
+        for word, keys in self._words:
+            if keys is None:
+                if query:
+                    argv.extend(unquote(part.replace("+", " ")) for part in query.split("&") if part)
+                continue
+            out = word
+            for key in keys:
+                out = out.replace("${" + key + "}", environment.get(key, ""))
+            argv.append(out)
+        return argv or [""]
 
 
 def parse_cgi_response(output: bytes) -> CgiResponse:

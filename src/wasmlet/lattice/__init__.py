@@ -16,7 +16,17 @@ from ._agent import RETIRE_AFTER, TICK, Agent, Placed, compute
 from ._connection import Connection
 from ._desired import DesiredState, InvalidDocument, VersionRecord, decode_desired
 from ._lattice import Lattice, host_node
-from ._members import FORGET_AFTER, HEARTBEAT_EVERY, JOIN_WAIT, HostRecord, Members, hosts_subject, observe
+from ._members import (
+    FORGET_AFTER,
+    HEARTBEAT_EVERY,
+    JOIN_WAIT,
+    HostRecord,
+    Members,
+    host_of_token,
+    host_token,
+    hosts_subject,
+    observe,
+)
 from ._modules import Modules
 from ._state import LatticeState
 from ._views import LatticeClient
@@ -42,6 +52,8 @@ __all__ = [
     "compute",
     "decode_desired",
     "host_node",
+    "host_of_token",
+    "host_token",
     "hosts_subject",
     "observe",
 ]

@@ -83,9 +83,18 @@ def host_node(name: str | None = None, labels: Iterable[str] = (), taints: Itera
     try:
         return Node.model_validate(fields)
     except ValidationError as exc:
-        text = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        text = "; ".join(_problem(e["loc"], e["msg"], fields) for e in exc.errors())
         raise ConfigError(f"this host's lattice identity (--host-name, --label, --taint, --zone, --node): {text}") \
             from exc
+
+
+def _problem(loc: tuple[int | str, ...], message: str, fields: dict[str, Any]) -> str:
+    """One problem of this host's ``Node``, quoting a bad name (cut: a flag may hold anything, of any size)."""
+    message = message.removeprefix("Value error, ")
+    if loc == ("name",) and isinstance(fields.get("name"), str):
+        name = fields["name"]
+        return f"name {name[:100]!r}{'... (' + str(len(name)) + ' characters)' if len(name) > 100 else ''}: {message}"
+    return f"{'.'.join(str(p) for p in loc)}: {message}"
 
 
 class Lattice:

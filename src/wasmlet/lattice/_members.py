@@ -1,4 +1,12 @@
-"""Who is in the lattice: heartbeats on ``PREFIX.hosts.NAME``, and the table of live hosts they make.
+"""Who is in the lattice: heartbeats on ``PREFIX.hosts.TOKEN``, and the table of live hosts they make.
+
+``TOKEN`` is the host's name as one NATS subject token (``host_token``): a name is
+a Kubernetes ``Node`` name, an RFC 1123 subdomain such as EKS's
+``ip-10-0-1-2.eu-west-1.compute.internal``, and in a subject each ``.`` would start
+a new token, so the heartbeat would not match ``PREFIX.hosts.*`` and the host
+would never be seen. Each ``.`` is written ``_`` instead: ``_`` is valid in a NATS
+token and never in a subdomain, so the mapping is one-to-one and reversed
+(``host_of_token``) on receipt; a name without dots is its own token.
 
 Every host publishes a ``HostRecord`` every ``HEARTBEAT_EVERY`` seconds (core
 NATS, not JetStream: heartbeats must keep flowing while a JetStream stream
@@ -44,7 +52,18 @@ from ..plan import Node
 from ..telemetry import LATTICE_HOSTS, LATTICE_REJECTED
 from ._connection import Connection
 
-__all__ = ["FORGET_AFTER", "HEARTBEAT_EVERY", "JOIN_WAIT", "HostRecord", "Live", "Members", "hosts_subject", "observe"]
+__all__ = [
+    "FORGET_AFTER",
+    "HEARTBEAT_EVERY",
+    "JOIN_WAIT",
+    "HostRecord",
+    "Live",
+    "Members",
+    "host_of_token",
+    "host_token",
+    "hosts_subject",
+    "observe",
+]
 
 log = logging.getLogger("wasmlet.lattice")
 
@@ -53,10 +72,42 @@ FORGET_AFTER = 3.0  # seconds of silence after which a host is forgotten
 JOIN_WAIT = 1.2  # seconds a joining host listens before it places anything (two heartbeats of every host)
 MAX_RECORD = 64 * 1024  # bytes of one heartbeat
 _INSTANCE = re.compile(r"^[0-9a-f]{32}$")
+# A Node name: an RFC 1123 subdomain of at most 253 characters (as wasmlet.plan's Node checks it).
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def host_token(name: str) -> str:
+    """``name`` (an RFC 1123 subdomain) as one NATS subject token: ``.`` -> ``_``; ValueError for any other name.
+
+    NATS subjects: tokens are separated by ``.``; ``*``, ``>`` and whitespace are
+    wildcards or separators (https://docs.nats.io/nats-concepts/subjects).
+    """
+    if len(name) > 253 or not _SUBDOMAIN.fullmatch(name):
+        raise ValueError(f"host name {name[:100]!r}{'...' if len(name) > 100 else ''}: expected a lower-case "
+                         "RFC 1123 subdomain (a-z, 0-9, '-' and '.', at most 253 characters)")
+    return name.replace(".", "_")
+
+
+def host_of_token(token: str) -> str:
+    """The host name ``token`` stands for (``host_token`` reversed); ValueError if it stands for none."""
+    name = token.replace("_", ".")
+    if "." in token or host_token(name) != token:  # host_token raises for a name that is no subdomain
+        raise ValueError(f"subject token {token[:100]!r} names no host")
+    return name
 
 
 def hosts_subject(prefix: str, name: str = "*") -> str:
-    return f"{prefix}.hosts.{name}"
+    """``PREFIX.hosts.TOKEN`` for the host ``name``; ``PREFIX.hosts.*`` (every host) for ``*``."""
+    return f"{prefix}.hosts.{'*' if name == '*' else host_token(name)}"
+
+
+def _sender(subject: str) -> str:
+    """The host a heartbeat's subject names, or the raw token (for the log) if it names none."""
+    token = subject.rpartition(".")[2]
+    try:
+        return host_of_token(token)
+    except ValueError:
+        return token
 
 
 class HostRecord(BaseModel):
@@ -164,7 +215,7 @@ class Members:
 
     # Hearing ------------------------------------------------------------
     async def _heard(self, msg: Msg) -> None:
-        name = msg.subject.rpartition(".")[2]
+        name = _sender(msg.subject)
         if len(msg.data) > MAX_RECORD:
             self._refuse("heartbeat", name, f"{len(msg.data)} bytes, more than {MAX_RECORD}")
             return
@@ -243,7 +294,7 @@ async def _observe(connection: Connection, seconds: float) -> dict[str, HostReco
     heard: dict[str, HostRecord] = {}
 
     async def record(msg: Msg) -> None:
-        name = msg.subject.rpartition(".")[2]
+        name = _sender(msg.subject)
         if len(msg.data) > MAX_RECORD:
             return
         try:

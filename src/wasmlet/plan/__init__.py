@@ -11,6 +11,8 @@ importing it loads no engine, HTTP client or cryptography
 - the ``Plan`` with its components and slots, and the ``EngineSettings``;
 - the pure half of the egress policy (patterns, targets, internal addresses);
 - ``wasm_kind``: a module, a component, or what the bytes are instead;
+- Kubernetes objects for an app (``render_app_resources``): its NetworkPolicies (Kubernetes and
+  Calico) from its egress allow-list (``egress_rules``), and a ConfigMap and Job that deploy it;
 - placement in a lattice: the placement traits (``SUPPORTED_TRAITS``) and the
   ``Placement`` they make, the seed's Kubernetes ``Node`` and ``PriorityClass``
   (``load_nodes``, ``load_priority_classes``), and ``place``, a pure function
@@ -42,6 +44,7 @@ from ._egress import (
     parse_target,
 )
 from ._engine import EngineSettings
+from ._k8s_render import RenderOptions, render_app_resources
 from ._kube import (
     UNSCHEDULABLE_TAINT,
     ZONE_LABEL,
@@ -62,6 +65,13 @@ from ._loader import (
     parse_manifest_bytes,
 )
 from ._manifest import Application, Concurrency, RateLimit, WasmProperties
+from ._netpolicy import (
+    EgressRule,
+    calico_network_policy,
+    egress_rules,
+    kubernetes_network_policy,
+    parse_labels,
+)
 from ._placement import PlacementResult, Workload, place
 from ._plan import LatticeLink, Plan, PlannedComponent, RemoteApp, Slot
 from ._quantity import parse_duration, parse_quantity
@@ -97,6 +107,7 @@ __all__ = [
     "Capabilities",
     "ComponentSpec",
     "Concurrency",
+    "EgressRule",
     "EngineSettings",
     "FileMount",
     "IPAddress",
@@ -111,6 +122,7 @@ __all__ = [
     "PriorityClass",
     "RateLimit",
     "RemoteApp",
+    "RenderOptions",
     "Slot",
     "SpreadConstraint",
     "Taint",
@@ -120,16 +132,20 @@ __all__ = [
     "Workload",
     "allowed_imports",
     "assign_routes",
+    "calico_network_policy",
     "decode_manifest",
+    "egress_rules",
     "field_path",
     "is_allowed",
     "is_internal",
+    "kubernetes_network_policy",
     "load_manifest",
     "load_nodes",
     "load_priority_classes",
     "parse_allowed_host",
     "parse_allowed_hosts",
     "parse_duration",
+    "parse_labels",
     "parse_manifest",
     "parse_manifest_bytes",
     "parse_nodes",
@@ -137,5 +153,6 @@ __all__ = [
     "parse_quantity",
     "parse_target",
     "place",
+    "render_app_resources",
     "wasm_kind",
 ]

@@ -1,16 +1,26 @@
 """The Wasm OCI artifact layout: building it for push, recognising it on pull.
 
 Push writes the CNCF TAG-Runtime "Wasm OCI Artifact" layout: an OCI image
-manifest whose config is ``application/vnd.wasm.config.v0+json`` (``created``,
-``architecture: wasm``, ``os: wasip1``, ``layerDigests``) and whose one layer
-is ``application/wasm``, the module bytes as they are (no tar, no gzip).
+manifest whose config is ``application/vnd.wasm.config.v0+json`` and whose
+one layer is ``application/wasm``, the binary as it is (no tar, no gzip). The
+config says ``architecture: wasm``, ``layerDigests`` (the manifest's layers,
+in order) and ``os``: ``wasip1`` for a core module, ``wasip2`` for a
+component, which also gets the ``component`` object the layout requires for
+it: ``exports``, ``imports`` (the names in the component's outer import and
+export sections, ``_component.py``) and ``target`` (its world, ``null`` when
+not known: a binary does not name its world). That is what ``wkg`` (through
+the ``oci-wasm`` crate) writes.
 
 Pull also accepts the older wasm-to-oci layout (config
 ``application/vnd.wasm.config.v1+json``, layer
 ``application/vnd.wasm.content.layer.v1+wasm``), docker schema-2 manifests,
 and image indexes with a ``wasm`` platform entry. The layer media type decides:
 the config is checked when it is the Wasm one and otherwise left alone, since
-other clients (oras among them) write whatever config they like.
+other clients (oras among them) write whatever config they like. A v0 config
+is taken at its word and held to it: ``check_config`` reads what it claims,
+``check_layer`` refuses a layer that is not what it claims (a core module
+under ``os: wasip2``, a component under ``wasip1``, imports or exports the
+binary does not have).
 
 Everything here reads bytes a registry chose, so every failure is an
 ``ArtifactError`` (a ``ValueError``), never another exception, and a message
@@ -25,7 +35,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
+
+from ._component import ComponentInterfaces, MalformedComponent, component_interfaces
 
 __all__ = [
     "ACCEPT_MANIFESTS",
@@ -34,14 +47,17 @@ __all__ = [
     "WASM_CONFIG_V0",
     "WASM_LAYER",
     "ArtifactError",
+    "ConfigClaims",
     "Descriptor",
     "WasmArtifact",
     "build_artifact",
     "check_config",
+    "check_layer",
     "load_json",
     "manifest_type",
     "pick_from_index",
     "wasm_layer",
+    "wasm_layers_of",
 ]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -63,6 +79,10 @@ _TITLE = "org.opencontainers.image.title"
 _CREATED = "org.opencontainers.image.created"
 # A core module is "\0asm" + version 1; a component shares the magic with a different layer/version word.
 _CORE_MODULE_HEADER = b"\0asm\x01\x00\x00\x00"
+_COMPONENT_HEADER = b"\0asm\x0d\x00\x01\x00"
+# The layout's os values (a GOOS-like name): core modules and components.
+MODULE_OS, COMPONENT_OS = "wasip1", "wasip2"
+_TARGET = re.compile(r"^[A-Za-z0-9:/@.+_-]{1,256}$")  # a world's name: ns:pkg/world@version
 # image-spec descriptor.md: the only algorithm wasmlet supports, with its encoded form ([a-f0-9]{64}).
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _MAX_SHOWN = 8  # list items quoted in a message
@@ -142,15 +162,36 @@ def _created() -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build_artifact(module: bytes, title: str | None = None) -> WasmArtifact:
-    """The manifest and config for one core Wasm module. Raises ``ArtifactError``."""
+def _config_json(module: bytes, layer: Descriptor, created: str, target: str | None) -> dict[str, Any]:
+    """The v0 config for ``module``: a core module's, or a component's with its ``component`` object."""
     if module[:4] != b"\0asm":
         raise ArtifactError("not a WebAssembly binary (no \\0asm magic)")
-    if module[:8] != _CORE_MODULE_HEADER:
-        raise ArtifactError("a WebAssembly component or unknown version; wasmlet pushes core modules (wasip1)")
+    config: dict[str, Any] = {"created": created, "architecture": "wasm"}
+    if module[:8] == _CORE_MODULE_HEADER:
+        if target is not None:
+            raise ArtifactError("a target world describes a component; this is a core module")
+        return {**config, "os": MODULE_OS, "layerDigests": [layer.digest]}
+    if module[:8] != _COMPONENT_HEADER:
+        raise ArtifactError(f"a WebAssembly binary of an unknown version (bytes 4-7: {module[4:8].hex(' ')}; "
+                            "expected 01 00 00 00 for a core module or 0d 00 01 00 for a component)")
+    if target is not None and not _TARGET.fullmatch(target):
+        raise ArtifactError(f"target {_short(target)} is not a world name (namespace:package/world@version)")
+    try:
+        interfaces = component_interfaces(module)
+    except MalformedComponent as exc:
+        raise ArtifactError(f"the component cannot be read: {exc}") from exc
+    component = {"exports": list(interfaces.exports), "imports": list(interfaces.imports), "target": target}
+    return {**config, "os": COMPONENT_OS, "layerDigests": [layer.digest], "component": component}
+
+
+def build_artifact(module: bytes, title: str | None = None, target: str | None = None) -> WasmArtifact:
+    """The manifest and config for one core module or component. Raises ``ArtifactError``.
+
+    ``target``: the world a component targets (``wasi:http/proxy@0.2.0``), when the caller knows it.
+    """
     layer = Descriptor.of(WASM_LAYER, module)
     created = _created()
-    config = {"created": created, "architecture": "wasm", "os": "wasip1", "layerDigests": [layer.digest]}
+    config = _config_json(module, layer, created, target)
     config_bytes = json.dumps(config, separators=(",", ":")).encode()
     config_desc = Descriptor.of(WASM_CONFIG_V0, config_bytes)
     layer_json = layer.to_json()
@@ -205,9 +246,18 @@ def pick_from_index(index: dict[str, Any]) -> Descriptor:
         os_name = platform.get("os") if isinstance(platform, dict) else None
         seen.append(f"{os_name if isinstance(os_name, str) else _short(os_name)}/"
                     f"{arch if isinstance(arch, str) else _short(arch)}")
-        if arch == "wasm" and os_name in ("wasip1", "wasi", None):
+        if arch == "wasm" and os_name in (MODULE_OS, COMPONENT_OS, "wasi", None):
             return Descriptor.parse(raw, f"manifests[{position}]")
-    raise ArtifactError(f"the image index has no wasm/wasip1 entry (it has {_some(seen)}): not a Wasm artifact")
+    raise ArtifactError(f"the image index has no wasm/wasip1 or wasm/wasip2 entry (it has {_some(seen)}): "
+                        "not a Wasm artifact")
+
+
+def wasm_layers_of(manifest: dict[str, Any]) -> list[Descriptor]:
+    """Every layer descriptor of an image manifest, in order. Raises ``ArtifactError``."""
+    raw_layers = manifest.get("layers")
+    if not isinstance(raw_layers, list):
+        raise ArtifactError("the manifest has no layers list")
+    return [Descriptor.parse(raw, f"layers[{n}]") for n, raw in enumerate(raw_layers)]
 
 
 def wasm_layer(manifest: dict[str, Any]) -> tuple[Descriptor, Descriptor]:
@@ -215,10 +265,7 @@ def wasm_layer(manifest: dict[str, Any]) -> tuple[Descriptor, Descriptor]:
     if manifest.get("schemaVersion") != 2:
         raise ArtifactError(f"unsupported manifest schemaVersion {_short(manifest.get('schemaVersion'))} (expected 2)")
     config = Descriptor.parse(manifest.get("config"), "config")
-    raw_layers = manifest.get("layers")
-    if not isinstance(raw_layers, list):
-        raise ArtifactError("the manifest has no layers list")
-    layers = [Descriptor.parse(raw, f"layers[{n}]") for n, raw in enumerate(raw_layers)]
+    layers = wasm_layers_of(manifest)
     wasm = [layer for layer in layers if layer.media_type in WASM_LAYERS]
     if not wasm:
         kinds = _some(sorted({layer.media_type for layer in layers})) or "none"
@@ -231,16 +278,95 @@ def wasm_layer(manifest: dict[str, Any]) -> tuple[Descriptor, Descriptor]:
     return config, wasm[0]
 
 
-def check_config(config: Descriptor, data: bytes, layer: Descriptor) -> None:
-    """Check a ``application/vnd.wasm.config.v0+json`` config against the layer it describes."""
+@dataclasses.dataclass(frozen=True)
+class ConfigClaims:
+    """What a v0 config says about its layer: held against the layer's bytes by ``check_layer``."""
+
+    os: str | None  # wasip1, wasip2, or not said
+    component: ComponentInterfaces | None  # the ``component`` object, if the config has one
+    target: str | None = None
+
+
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ArtifactError(f"the Wasm config's {what} is not a list of names")
+    return tuple(value)
+
+
+def _component_claim(body: dict[str, Any]) -> tuple[ComponentInterfaces | None, str | None]:
+    raw = body.get("component")
+    if raw is None:
+        return None, None
+    if not isinstance(raw, dict):
+        raise ArtifactError(f"the Wasm config's component is {_short(raw)}, expected an object")
+    target = raw.get("target")
+    if target is not None and not isinstance(target, str):
+        raise ArtifactError(f"the Wasm config's component.target is {_short(target)}, expected a world name")
+    return ComponentInterfaces(_names(raw.get("imports"), "component.imports"),
+                               _names(raw.get("exports"), "component.exports")), target
+
+
+def check_config(config: Descriptor, data: bytes, layer: Descriptor,
+                 layers: Sequence[Descriptor] | None = None) -> ConfigClaims | None:
+    """Check a ``application/vnd.wasm.config.v0+json`` config against the manifest; return what it claims.
+
+    ``layers``: every layer of the manifest, which ``layerDigests`` must list in order (the
+    layout's rule); without them, it must at least list ``layer``. Other configs: None.
+    """
     if config.media_type != WASM_CONFIG_V0:
-        return  # older or foreign configs carry nothing wasmlet relies on
+        return None  # older or foreign configs carry nothing wasmlet relies on
     body = load_json(data, "the Wasm config")
     if body.get("architecture") not in (None, "wasm"):
         raise ArtifactError(f"the Wasm config says architecture {_short(body.get('architecture'))}, expected 'wasm'")
     os_name = body.get("os")
-    if os_name not in (None, "wasip1"):
-        raise ArtifactError(f"the artifact is for os {_short(os_name)}; wasmlet runs core modules (wasip1)")
-    digests = body.get("layerDigests")
-    if isinstance(digests, list) and digests and layer.digest not in digests:
-        raise ArtifactError(f"the Wasm config's layerDigests do not list the layer {layer.digest}")
+    if os_name not in (None, MODULE_OS, COMPONENT_OS):
+        raise ArtifactError(f"the artifact is for os {_short(os_name)}; wasmlet runs core modules (wasip1) "
+                            "and components (wasip2)")
+    if "layerDigests" in body:
+        digests = _names(body["layerDigests"], "layerDigests")
+        expected = [desc.digest for desc in layers] if layers is not None else None
+        if expected is not None and list(digests) != expected:
+            raise ArtifactError(f"the Wasm config's layerDigests ({_some(list(digests)) or 'none'}) do not match "
+                                f"the manifest's layers ({_some(expected)})")
+        if layer.digest not in digests:
+            raise ArtifactError(f"the Wasm config's layerDigests do not list the layer {layer.digest}")
+    component, target = _component_claim(body)
+    if component is not None and os_name == MODULE_OS:
+        raise ArtifactError("the Wasm config describes a component but says os wasip1 (a core module)")
+    return ConfigClaims(os_name, component, target)
+
+
+def _differences(claimed: tuple[str, ...], actual: tuple[str, ...], verb: str) -> list[str]:
+    claimed_set, actual_set = set(claimed), set(actual)
+    missing = [name for name in actual if name not in claimed_set]
+    extra = [name for name in claimed if name not in actual_set]
+    problems = []
+    if missing:
+        problems.append(f"it {verb} {_some(missing)}, which the config leaves out")
+    if extra:
+        problems.append(f"the config lists {_some(extra)}, which it does not {verb.removesuffix('s')}")
+    return problems
+
+
+def check_layer(claims: ConfigClaims | None, data: bytes) -> None:
+    """Refuse a layer that is not what its v0 config says it is. Raises ``ArtifactError``."""
+    if claims is None:
+        return
+    is_component = data[:8] == _COMPONENT_HEADER
+    if claims.os == COMPONENT_OS and not is_component:
+        raise ArtifactError("the Wasm config says os wasip2 (a component), but the layer is not a component"
+                            + (" (it is a core module)" if data[:8] == _CORE_MODULE_HEADER else ""))
+    if claims.os == MODULE_OS and is_component:
+        raise ArtifactError("the Wasm config says os wasip1 (a core module), but the layer is a component")
+    if claims.component is None:
+        return
+    if not is_component:
+        raise ArtifactError("the Wasm config describes a component, but the layer is not one")
+    try:
+        actual = component_interfaces(data)
+    except MalformedComponent as exc:
+        raise ArtifactError(f"the layer cannot be read as a component: {exc}") from exc
+    problems = (_differences(claims.component.imports, actual.imports, "imports")
+                + _differences(claims.component.exports, actual.exports, "exports"))
+    if problems:
+        raise ArtifactError("the Wasm config does not describe the component: " + "; ".join(problems))

@@ -39,6 +39,10 @@ __all__ = ["RegistryClient", "Unreachable", "insecure_allowed", "registry_timeou
 
 _MAX_MANIFEST = 4 << 20  # distribution-spec: registries SHOULD accept manifests up to 4 MiB
 _CHUNK = 1 << 20
+# A read timeout bounds each wait, not a transfer: a registry sending a byte every few seconds
+# never trips it, and a 40 MB component would take years. So a whole body gets the read timeout
+# plus the time it takes at this rate (a 40 MB component: 30 s + 152 s), then the pull fails.
+MIN_RATE = 256 << 10  # bytes per second
 _DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _INSECURE_ENV = "WASMLET_INSECURE_REGISTRIES"
 _TIMEOUT_ENV = "WASMLET_REGISTRY_TIMEOUT"
@@ -319,16 +323,24 @@ class RegistryClient:
 
     def _read_bounded(self, response: httpx.Response, limit: int, what: str, *, exact: bool,
                       progress: Transfer | None = None) -> bytes:
-        chunks: list[bytes] = []
+        body = bytearray()
         received = 0
+        allowed = (self.timeout.read or 30.0) + limit / MIN_RATE
+        deadline = time.monotonic() + allowed
         try:
-            for chunk in response.iter_bytes(_CHUNK):
+            # No chunk size: each piece is seen as it arrives, so the deadline is checked
+            # even when a registry sends one byte at a time.
+            for chunk in response.iter_bytes():
                 received += len(chunk)
                 if received > limit:
                     raise RegistryError(f"{self.where}: {what} is larger than the {limit} bytes expected")
-                chunks.append(chunk)
+                body += chunk
                 if progress is not None:
                     progress.advance(len(chunk))
+                if time.monotonic() > deadline and received < limit:
+                    raise Unreachable(f"{self.where}: reading {what}: the registry at {self.base_url} sent "
+                                      f"{received} of {limit} bytes in {allowed:.3g} s (slower than "
+                                      f"{MIN_RATE >> 10} KiB/s); giving up")
         except httpx.TransportError as exc:
             if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
                 raise RegistryError(f"{self.where}: {what} is truncated: the connection closed after "
@@ -336,7 +348,7 @@ class RegistryClient:
             raise self._transport_error(exc, f"reading {what}") from exc
         if exact and received != limit:
             raise RegistryError(f"{self.where}: {what} is truncated: got {received} of {limit} bytes")
-        return b"".join(chunks)
+        return bytes(body)
 
     def has_blob(self, repository: str, digest: str) -> bool:
         url = f"{self.base_url}/v2/{repository}/blobs/{digest}"

@@ -1,8 +1,10 @@
-"""Push, pull and login: Wasm modules as OCI artifacts, kept in the local blob store.
+"""Push, pull and login: Wasm modules and components as OCI artifacts, kept in the local blob store.
 
 Pull resolves a tag to a manifest digest, checks that the manifest is a Wasm
 artifact, fetches the config and the one Wasm layer, verifies each against
-its descriptor (size and sha256), and only then writes them, with the
+its descriptor (size and sha256), holds the layer to what a Wasm config says
+of it (``check_layer``: a core module or a component, and a component's
+imports and exports), and only then writes them, with the
 manifest, into the content-addressed ``BlobStore``; the tag index records what
 the tag named. Any failure before that point leaves the store and the index as
 they were.
@@ -35,10 +37,12 @@ from ._artifact import (
     Descriptor,
     build_artifact,
     check_config,
+    check_layer,
     load_json,
     manifest_type,
     pick_from_index,
     wasm_layer,
+    wasm_layers_of,
 )
 from ._auth import Credentials, store_credentials
 from ._client import RegistryClient, Unreachable
@@ -50,6 +54,9 @@ __all__ = ["PulledModule", "PushedModule", "login", "pull_module", "push_module"
 log = logging.getLogger("wasmlet.registry")
 
 _MAX_MODULE = 256 << 20  # the same cap as any other moduleURL
+# A component's config lists its imports and exports: a few KB for the largest worlds in use.
+# Bounded like a manifest (distribution-spec's 4 MiB), so a registry cannot make a pull read without end.
+_MAX_CONFIG = 4 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +137,8 @@ def _layout(ref: Reference, manifest: dict[str, Any]) -> tuple[Descriptor, Descr
         raise _artifact_error(ref, exc) from exc
     if layer.size > _MAX_MODULE:
         raise RegistryError(f"{ref}: the Wasm layer is {layer.size} bytes, more than the {_MAX_MODULE} allowed")
+    if config.media_type == WASM_CONFIG_V0 and config.size > _MAX_CONFIG:
+        raise RegistryError(f"{ref}: the Wasm config is {config.size} bytes, more than the {_MAX_CONFIG} allowed")
     return config, layer
 
 
@@ -201,10 +210,11 @@ def pull_module(
         config, layer = _layout(ref, resolved.manifest)
         _check_pin(ref, layer.hex, expected_module)
         fetched: list[tuple[Descriptor, bytes]] = []
+        claims = None
         if config.media_type == WASM_CONFIG_V0:
             config_bytes, new = _blob(client, blobs, ref, config, "config")
             try:
-                check_config(config, config_bytes, layer)
+                claims = check_config(config, config_bytes, layer, wasm_layers_of(resolved.manifest))
             except ArtifactError as exc:
                 raise _artifact_error(ref, exc) from exc
             if new:
@@ -214,6 +224,10 @@ def pull_module(
             wasm_kind(data)
         except ValueError as exc:
             raise RegistryError(f"{ref}: the Wasm layer {layer.digest} is not WebAssembly: {exc}") from exc
+        try:
+            check_layer(claims, data)  # the config's word against the bytes: os, imports, exports
+        except ArtifactError as exc:
+            raise _artifact_error(ref, exc) from exc
         if new:
             fetched.append((layer, data))
 
@@ -268,14 +282,16 @@ def push_module(
     blobs: BlobStore | None = None,
     insecure: bool = False,
     title: str | None = None,
+    target: str | None = None,
 ) -> PushedModule:
-    """Upload ``module`` as a Wasm OCI artifact under ``reference``'s tag; also keep it in ``blobs``."""
+    """Upload ``module`` (a core module or a component) as a Wasm OCI artifact under ``reference``'s tag;
+    also keep it in ``blobs``. ``target``: a component's world, recorded in its config when known."""
     ref = reference if isinstance(reference, Reference) else parse_reference(reference)
     if ref.digest is not None:
         raise ModuleSourceError(f"{ref}: push takes a tag, not a digest (the digest follows from the content)")
     assert ref.tag is not None
     try:
-        artifact = build_artifact(module, title)
+        artifact = build_artifact(module, title, target)
     except ArtifactError as exc:
         raise ModuleError(f"{title or 'module'}: {exc}") from exc
     with RegistryClient(ref.registry, hostname=ref.hostname, where=str(ref), insecure=insecure) as client:

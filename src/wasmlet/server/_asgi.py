@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import itertools
 import logging
 import os
@@ -28,8 +29,9 @@ from ..plan import Plan, RemoteApp
 from ..telemetry import CpuStreaks, RequestTelemetry
 from ._envelope import ForwardRequest
 from ._forward import AppCaller, Forwarder, RemoteRoute
-from ._guard import Guards
+from ._guard import AppGuard, Guards
 from ._host import App, Host
+from ._inline import INLINE_BUDGET, InlinePolicy
 from ._router import normalise_path
 
 __all__ = ["WasmletApp", "create_app"]
@@ -47,6 +49,7 @@ READY_PATH = "/.well-known/wasmlet/ready"
 PLAN_ENV = "WASMLET_PLAN"
 THREADS_ENV = "WASMLET_THREADS"
 METRICS_ENV = "WASMLET_METRICS"
+INLINE_ENV = "WASMLET_INLINE"  # "0": every guest on a worker thread (to measure what running short ones inline saves)
 MAX_HEADER_BYTES = 32 * 1024  # all request header fields together
 BODY_TIMEOUT = 30.0  # seconds to receive a whole request body
 BODY_MEMORY = 256 * 1024 * 1024  # bytes of request bodies a worker holds at once (ServeSettings.body_memory)
@@ -117,6 +120,7 @@ class WasmletApp:
         self.telemetry = telemetry or RequestTelemetry()
         self.watchdog = CpuStreaks()
         self.guards = Guards(threads, metrics=self.telemetry.metrics)
+        self.inline = InlinePolicy(enabled=os.environ.get(INLINE_ENV, "1") != "0")
         self._degraded: set[str] = set()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.forwarder: Forwarder | None = None  # past one host (plan.lattice): _forward
@@ -266,7 +270,7 @@ class WasmletApp:
         status, cause, stats = 500, "", None
         try:
             status, cause, stats = await self._answer(scope, receive, send, app, headers, path, span, request_id,
-                                                      trace_id)
+                                                      trace_id, guard)
         finally:
             telemetry.finish_request(span, app.name, route.prefix, status, cause, time.perf_counter() - started,
                                      stats)
@@ -288,23 +292,27 @@ class WasmletApp:
 
     async def _answer(
         self, scope: Scope, receive: Receive, send: Send, app: App, headers: list[tuple[bytes, bytes]],
-        path: str, span: Any, request_id: str, trace_id: str,
+        path: str, span: Any, request_id: str, trace_id: str, guard: AppGuard,
     ) -> tuple[int, str, GuestStats | None]:
         """Answer one routed request; return its status, failure cause ("" on success) and the guest's stats."""
         held = _Held(self.bodies)
         try:
             return await self._answer_with_body(scope, receive, send, app, headers, path, span, request_id,
-                                                trace_id, held)
+                                                trace_id, held, guard)
         finally:
             held.release()  # answered or abandoned, the body's share of the budget comes back
 
     async def _answer_with_body(
         self, scope: Scope, receive: Receive, send: Send, app: App, headers: list[tuple[bytes, bytes]],
-        path: str, span: Any, request_id: str, trace_id: str, held: _Held,
+        path: str, span: Any, request_id: str, trace_id: str, held: _Held, guard: AppGuard,
     ) -> tuple[int, str, GuestStats | None]:
         ids = [(b"x-request-id", request_id.encode("latin-1"))]
         try:
-            body = await asyncio.wait_for(_read_body(receive, headers, app.max_body_size, held), BODY_TIMEOUT)
+            if _has_body(headers) or scope.get("http_version", "1.1") not in ("1.1", "1.0"):
+                async with asyncio.timeout(BODY_TIMEOUT):  # a timer, not a task per request as wait_for makes
+                    body = await _read_body(receive, headers, app.max_body_size, held)
+            else:  # HTTP/1 without Content-Length or Transfer-Encoding: no body (RFC 9112 section 6.3), no wait
+                body = await _read_body(receive, headers, app.max_body_size, held)
         except _BodyTooLarge:
             await _respond(send, 413, b"request body too large\n", cause=b"body-limit", extra=ids)
             return 413, "body-limit", None
@@ -319,24 +327,42 @@ class WasmletApp:
             return CLIENT_CLOSED, "client-closed", None
         request = _cgi_request(scope, headers, path, body)
         traceparent = self.telemetry.traceparent(span)
-        loop = asyncio.get_running_loop()
-        fields = {"app": app.name, "request_id": request_id, "trace_id": trace_id}
-        guard = self.guards.for_spec(app.spec)
+        handler = app.handler
+        result: GuestResult | None = None
         try:
-            async with guard.slot():
+            deadline = None
+            inline = self.inline.handler(app.name, handler)
+            if inline is not None and guard.free_now():
+                # A short guest runs right here, on the event loop's thread: no thread hop, no GIL
+                # hand-off. It cannot stall the loop: past INLINE_BUDGET (or at its first wait) it
+                # gives way and runs again on a worker thread (WagiHandler.handle_inline).
                 try:
-                    result: GuestResult = await loop.run_in_executor(
-                        self._pool, app.handler.handle, request, traceparent
-                    )
+                    result, deadline = inline.handle_inline(request, traceparent, INLINE_BUDGET)
                 except GuestError as exc:
                     guard.record(exc)
+                    self.inline.ran(app.name, exc.stats if isinstance(exc.stats, GuestStats) else None)
                     raise
-                guard.record(None)
+                if result is None:
+                    self.inline.gave_way(app.name)
+                else:
+                    guard.record(None)
+                    self.inline.ran(app.name, result.stats)
+            if result is None:
+                run = handler.handle if inline is None else functools.partial(inline.handle, deadline=deadline)
+                async with guard.slot():
+                    try:
+                        result = await asyncio.get_running_loop().run_in_executor(
+                            self._pool, run, request, traceparent)
+                    except GuestError as exc:
+                        guard.record(exc)
+                        raise
+                    guard.record(None)
         except Rejected as exc:
             guard.rejected(exc)
             await _refuse(send, exc, request_id)
             return exc.status, exc.cause, None
         except GuestError as exc:
+            fields = {"app": app.name, "request_id": request_id, "trace_id": trace_id}
             log.warning("app=%s cause=%s status=%d %s", app.name, exc.cause, exc.status, exc,
                         extra={**fields, "cause": exc.cause, "status": exc.status})
             _log_stderr(exc.stderr, fields)
@@ -345,7 +371,7 @@ class WasmletApp:
             stats = exc.stats if isinstance(exc.stats, GuestStats) else None
             return exc.status, exc.cause, stats
         if result.stderr:
-            _log_stderr(result.stderr, fields)
+            _log_stderr(result.stderr, {"app": app.name, "request_id": request_id, "trace_id": trace_id})
         response = result.response
         status = response.status
         out_headers, body = _framed(status, [*response.headers, *ids], response.body, scope["method"])
@@ -487,6 +513,10 @@ class _Held:
     def release(self) -> None:
         self.budget.give(self.size)
         self.size = 0
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name in (b"content-length", b"transfer-encoding") for name, _ in headers)
 
 
 async def _read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int, held: _Held) -> bytes | None:

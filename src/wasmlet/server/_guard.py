@@ -21,6 +21,7 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from .._errors import CircuitOpen, GuestError, Overloaded, RateLimited, Rejected
 from ..plan import ComponentSpec
@@ -126,6 +127,8 @@ class AppGuard:
         self._breakers = breakers
         self._metrics = metrics
         self._share = share if share is not None else ThreadShare(threads)
+        self._gauge: Any = None  # BREAKER_STATE's child for this app, once used
+        self._gauged: State | None = None
 
     def admit(self, client_address: str) -> None:
         """Raise ``Rejected`` (``RateLimited`` or ``CircuitOpen``) if the request may not go on."""
@@ -151,11 +154,24 @@ class AppGuard:
             finally:
                 self._share.release(self.app)
 
+    def free_now(self) -> bool:
+        """Whether ``slot()`` would be granted at once: one of the app's slots and a thread are free.
+
+        A guest run inline (``WasmletApp``, ``_inline``) takes neither, but only
+        runs when both could be taken, so it never passes a request waiting for them.
+        """
+        return self._slots.free_now(self.app) and self._share.may_take(self.app)
+
     def record(self, failure: GuestError | None) -> None:
         """Feed one finished request to the breaker."""
         self._breakers.record(self.app, not counts_as_failure(failure))
         if self._metrics:
-            BREAKER_STATE.labels(self.app).set(_BREAKER_GAUGE[self._breakers.get(self.app).state])
+            state = self._breakers.get(self.app).state
+            if state is not self._gauged:  # the gauge keeps its value: write it when it changes only
+                if self._gauge is None:
+                    self._gauge = BREAKER_STATE.labels(self.app)
+                self._gauge.set(_BREAKER_GAUGE[state])
+                self._gauged = state
 
     def rejected(self, exc: Rejected) -> None:
         if self._metrics:

@@ -22,7 +22,16 @@ from pathlib import Path
 
 from .._errors import AppUnavailable
 from ..engine import BlobStore, EpochTicker, ModuleCache, build_engine
-from ..guest import CgiRequest, GuestResult, Handler, Linkers, build_handler, remove_scratch_root
+from ..guest import (
+    CgiRequest,
+    GuestResult,
+    Handler,
+    KeyValueHost,
+    Linkers,
+    build_handler,
+    remove_scratch_root,
+    spin_extension,
+)
 from ..plan import ComponentSpec, Plan, PlannedComponent, Slot
 from ..telemetry import observe_cache
 from ._forward import RemoteRoute
@@ -69,6 +78,8 @@ class LiveSlot:
 class _Unavailable:
     """The handler of a version that could not be loaded (or is blocked and never run)."""
 
+    abi = "unavailable"
+
     def __init__(self, name: str, reason: str) -> None:
         self.name = name
         self.reason = reason
@@ -89,7 +100,9 @@ class Host:
     def __init__(self, plan: Plan) -> None:
         self.engine = build_engine(plan.engine)
         self.ticker = EpochTicker(self.engine, plan.engine.epoch_tick)
-        self._linkers = Linkers(self.engine)
+        # Spin's key-value: one SQLite file per app under the durable state (none without one).
+        self._kv = KeyValueHost(Path(plan.blob_root) / "kv") if plan.blob_root else None
+        self._linkers = Linkers(self.engine, extensions=[spin_extension(self._kv)])
         self._cache = ModuleCache(self.engine, plan.engine, Path(plan.cache_dir), observer=observe_cache)
         self._blobs = BlobStore(Path(plan.cache_dir))
         self._versions: dict[tuple[int, str], App] = {}

@@ -140,6 +140,11 @@ class ConcurrencyLimiter:
         slots = self._apps.get(app)
         return len(slots.waiters) if slots else 0
 
+    def free_now(self, app: str) -> bool:
+        """Whether a slot for ``app`` would be granted without waiting."""
+        slots = self._apps.get(app)
+        return slots is None or (slots.active < self.limit and not slots.waiters)
+
     @asynccontextmanager
     async def slot(self, app: str) -> AsyncIterator[None]:
         await self._acquire(app)

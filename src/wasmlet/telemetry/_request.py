@@ -56,6 +56,8 @@ class RequestTelemetry:
         self.tracing = not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
         self.metrics = metrics
         self._memory_high_water: dict[str, int] = {}
+        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._per_app: dict[str, tuple[Any, Any, Any]] = {}
 
     def start_request(self, scope: MutableMapping[str, Any], headers: list[tuple[bytes, bytes]], app: str,
                       route: str) -> Span:
@@ -100,14 +102,27 @@ class RequestTelemetry:
         span.end()
 
     def _record(self, app: str, route: str, status: int, cause: str, elapsed: float, stats: Any) -> None:
+        # Children looked up once per label set: ``labels()`` validates and locks on every call.
         INFLIGHT.dec()
-        REQUESTS.labels(app, route, str(status)).inc()
-        REQUEST_SECONDS.labels(app).observe(elapsed)
+        key = (app, route, status)
+        requests = self._requests.get(key)
+        if requests is None:
+            if len(self._requests) > 4096:  # bounded: statuses are few, apps and routes the plan's
+                self._requests.clear()
+            requests = self._requests[key] = REQUESTS.labels(app, route, str(status))
+        requests.inc()
+        per_app = self._per_app.get(app)
+        if per_app is None:
+            if len(self._per_app) > 4096:
+                self._per_app.clear()
+            per_app = self._per_app[app] = (REQUEST_SECONDS.labels(app), INSTANTIATE_SECONDS.labels(app),
+                                            GUEST_CPU_SECONDS.labels(app))
+        per_app[0].observe(elapsed)
         if cause:
             GUEST_FAILURES.labels(app, cause).inc()
         if stats is not None:
-            INSTANTIATE_SECONDS.labels(app).observe(stats.instantiate_seconds)
-            GUEST_CPU_SECONDS.labels(app).observe(stats.cpu_seconds)
+            per_app[1].observe(stats.instantiate_seconds)
+            per_app[2].observe(stats.cpu_seconds)
             if stats.memory > self._memory_high_water.get(app, 0):
                 self._memory_high_water[app] = stats.memory
                 GUEST_MEMORY_BYTES.labels(app).set(stats.memory)

@@ -14,7 +14,9 @@
 #   cgi_p2.wasm           freestanding C against wasi:cli/wasi:io 0.2.0 (no libc, no adapter)
 #   cgi_p1_adapted.wasm   cgi_p1.c on wasi-libc, as a component through the preview 1 adapter
 #   cgi_p1_command.wasm   cgi_p1.c as a plain preview 1 command (the WAGI baseline)
-#   http_probe.wasm       exports wasi:http/incoming-handler (only to show it cannot be called)
+#   http_probe.wasm       exports wasi:http/incoming-handler (only to show wasmtime's own wasi:http cannot serve it)
+#   proxy_guest.wasm      freestanding C wasi:http/proxy guest, one behaviour per path (tests/guest/proxy)
+#   proxy_hello.wasm      the same source with -DHELLO_ONLY: the minimal hello of bench/proxy_inprocess.py
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)"
@@ -65,7 +67,18 @@ clang --target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -DWASI_CLI_RUN -O
 "$wt" component embed http-wit --world http-probe http_probe.wat -o "$work/http_probe.embed.wasm"
 "$wt" component new "$work/http_probe.embed.wasm" -o http_probe.wasm
 
-for f in cgi_p2.wasm cgi_p1_adapted.wasm cgi_p1_command.wasm http_probe.wasm; do
+# wasi:http/proxy guests (world proxy-guest in proxy-wit/: WASI 0.2.0 WIT as shipped in spin-sdk).
+for variant in guest hello; do
+    flags=""
+    [ "$variant" = hello ] && flags="-DHELLO_ONLY"
+    clang --target=wasm32-wasi -O2 -nostdlib -Wall -Wextra $flags -mbulk-memory -Wl,--no-entry -Wl,--strip-all \
+        -Wl,--export=cabi_realloc -o "$work/proxy_$variant.core.wasm" proxy_guest.c
+    "$wt" component embed proxy-wit --world proxy-guest "$work/proxy_$variant.core.wasm" \
+        -o "$work/proxy_$variant.embed.wasm"
+    "$wt" component new "$work/proxy_$variant.embed.wasm" -o "proxy_$variant.wasm"
+done
+
+for f in cgi_p2.wasm cgi_p1_adapted.wasm cgi_p1_command.wasm http_probe.wasm proxy_guest.wasm proxy_hello.wasm; do
     "$wt" validate "$f"
     printf '%-22s %7d bytes\n' "$f" "$(stat -c %s "$f")"
 done

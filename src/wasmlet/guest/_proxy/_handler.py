@@ -1,0 +1,268 @@
+"""Serving a ``wasi:http/proxy`` component: one fresh instance per request.
+
+The request goes in as host resources (``incoming-request``, whose body
+stream reads ``CgiRequest.body``, already buffered and capped by the
+server), ``wasi:http/incoming-handler.handle`` is called, and what the
+guest set on the ``response-outparam`` comes back as a ``CgiResponse``: the
+body is buffered up to ``maxResponseSize`` (past it, ``GuestOutputLimit``).
+
+Limits and failures are WAGI's (``docs/guest-errors.md``): the memory limit
+(``Store.set_limits``), the epoch deadline and its watch from ``_runner``
+(a guest past its deadline is stopped, 504), a trap is 500, ``wasi:cli/exit``
+with an error 501. What only a proxy can get wrong is ``GuestBadResponse``
+(502 ``bad-response``): the outparam never set, set to an ``error-code``, a
+body not finished, a 1xx status or a header value with a control character.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import wasmtime
+import wasmtime.component as wc
+from wasmtime import _ffi as ffi
+
+from ..._errors import (
+    GuestBadResponse,
+    GuestError,
+    GuestExit,
+    GuestMemoryLimit,
+    GuestOutputLimit,
+    GuestTimeout,
+    GuestTrap,
+    ModuleError,
+)
+from ...engine import EpochTicker
+from ...plan import AllowedHost
+from .. import _runner as runner
+from .._runner import GuestLimits, GuestResult, GuestStats
+from .._wagi import CgiRequest, CgiResponse
+from .._wasi_http import OutboundContext, call_depth, outbound_context
+from . import _abi as abi
+from . import _ids as ids
+from ._cli import Exit
+from ._http import IncomingRequest, OutgoingResponse, ResponseOutparam
+from ._state import MAX_LOG, Session, bind, enter, leave
+
+__all__ = ["ProxyHandler", "find_handler_export"]
+
+log = logging.getLogger("wasmlet.guest")
+
+_HANDLER = re.compile(r"^wasi:http/incoming-handler@0\.2\.\d+$")
+_MAX_CORE_INSTANCES = 16
+_MAX_MEMORIES = 4
+_MAX_TABLES = 16
+_TRAP_TEXT = re.compile(r"wasm trap: (.+)")
+_TRIAL_TIMEOUT = 10.0
+_TRIAL_TICK = 0.01
+# As _wagi: the host owns framing, connection management and its own answers about a request.
+_HOST_OWNED = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+                         "proxy-connection", "content-length", "x-wasmlet-error", "x-request-id"})
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_BODILESS = frozenset({204, 304})
+_PROBE = CgiRequest(method="GET", path="/", raw_path="/", query="", headers=(), body=b"")
+
+
+def find_handler_export(component: wc.Component, engine: wasmtime.Engine) -> wc.ExportIndex | None:
+    """The index of ``wasi:http/incoming-handler@0.2.x#handle``, or None if the component exports none."""
+    names = sorted(n for n in component.type.exports(engine) if _HANDLER.match(n))
+    interface = component.get_export_index(names[-1]) if names else None
+    return component.get_export_index("handle", interface) if interface is not None else None
+
+
+class ProxyHandler:
+    """A ``wasi:http/proxy`` component, linked and checked at deploy, answering requests."""
+
+    abi = "wasi:http/proxy component"
+
+    def __init__(
+        self,
+        name: str,
+        engine: wasmtime.Engine,
+        component: wc.Component,
+        limits: GuestLimits,
+        route: str,
+        linker: wc.Linker,
+        handle: wc.ExportIndex,
+        environment: tuple[tuple[str, str], ...] = (),
+        outbound: tuple[AllowedHost, ...] = (),
+        contexts: Sequence[Callable[[], AbstractContextManager[Any]]] = (),
+    ) -> None:
+        self.name = name
+        self.engine = engine
+        self.limits = limits
+        self.route = route
+        self.environment = environment
+        self.outbound = outbound
+        self._component = component
+        self._linker = linker
+        self._handle = handle
+        self._contexts = tuple(contexts)
+        self._check_links()
+
+    def _store(self, watch: runner._Watch) -> wasmtime.Store:
+        store = wasmtime.Store(self.engine)
+        store.set_limits(memory_size=self.limits.memory, instances=_MAX_CORE_INSTANCES, memories=_MAX_MEMORIES,
+                         tables=_MAX_TABLES)
+        watch_id = next(runner._watch_ids)
+        runner._watches[watch_id] = watch
+        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), runner._on_deadline, watch_id, runner._forget_watch)
+        store.set_epoch_deadline(runner._CHECK_TICKS)
+        return store
+
+    def _check_links(self) -> None:
+        """Refuse at deploy what cannot link (as ``ComponentHandler``: a trial instantiation under a deadline)."""
+        timeout = min(self.limits.timeout, _TRIAL_TIMEOUT)
+        session = Session(self.name, _PROBE, [], time.monotonic() + timeout, self.limits.max_response, (), None)
+        watch = runner._Watch(session.deadline, session, self.limits.max_response, MAX_LOG)  # type: ignore[arg-type]
+        store = self._store(watch)
+        try:
+            with EpochTicker(self.engine, _TRIAL_TICK), bind(session):
+                self._linker.instantiate(store, self._component)
+        except wasmtime.WasmtimeError as exc:
+            if watch.reason is not None:
+                raise ModuleError(f"{self.name}: the component did not start within {timeout:g}s; refused") from exc
+            if "exceeds memory limits" in str(exc):
+                raise ModuleError(f"{self.name}: the component needs more memory to start than its memoryLimit of "
+                                  f"{self.limits.memory} bytes: {_first_line(exc)}") from exc
+            raise ModuleError(f"{self.name}: cannot link the component: {_first_line(exc)}") from exc
+        finally:
+            del store
+
+    def handle(self, request: CgiRequest, traceparent: str = "") -> GuestResult:
+        """Run the component once for ``request``; raise a ``GuestError`` subclass if it fails.
+
+        ``traceparent`` joins the incoming request's headers unless the client sent one.
+        """
+        started_ns = time.time_ns()
+        deadline = time.monotonic() + self.limits.timeout
+        headers = [(n, v.encode("latin-1", "replace")) for n, v in request.headers]
+        if traceparent and not any(n == "traceparent" for n, _ in request.headers):
+            headers.append(("traceparent", traceparent.encode("latin-1", "replace")))
+        outbound = OutboundContext(self.outbound, deadline=deadline, app=self.name, traceparent=traceparent,
+                                   depth=call_depth(request.headers)) if self.outbound else None
+        session = Session(self.name, request, headers, deadline, self.limits.max_response, self.environment, outbound)
+        watch = runner._Watch(deadline, session, self.limits.max_response + 1, MAX_LOG + 1)  # type: ignore[arg-type]
+        store = self._store(watch)
+        cpu_started = time.thread_time()
+        instantiated_ns = 0
+        failure: GuestError | None = None
+        instance = None
+        previous = enter(session)  # not a context manager: this is the hot path (docs/benchmarks.md)
+        stack = contextlib.ExitStack() if outbound is not None or self._contexts else None
+        try:
+            if stack is not None:
+                if outbound is not None:
+                    stack.enter_context(outbound_context(outbound))
+                for context in self._contexts:
+                    stack.enter_context(context())
+            try:
+                instance = self._linker.instantiate(store, self._component)
+                instantiated_ns = time.time_ns()
+                self._call(store, instance, session)
+            except wasmtime.WasmtimeError as exc:
+                failure = self._classify(exc, session, watch, instantiated=instance is not None)
+        finally:
+            if stack is not None:
+                stack.close()
+            leave(previous)
+        if failure is None and (session.timed_out or (outbound is not None and outbound.timed_out)):
+            failure = GuestTimeout(f"{self.name}: the guest ran past its {self.limits.timeout:g}s deadline")
+        del instance, store
+        finished_ns = time.time_ns()
+        stats = GuestStats(started_ns, instantiated_ns or finished_ns, finished_ns, time.thread_time() - cpu_started, 0)
+        logged = b"".join(session.log)
+        if failure is None:
+            try:
+                return GuestResult(response=self._response(session), stderr=logged, stats=stats)
+            except GuestError as exc:
+                failure = exc
+        failure.stderr = logged
+        failure.stats = stats
+        raise failure
+
+    def _call(self, store: wasmtime.Store, instance: wc.Instance, session: Session) -> None:
+        context = store._context()
+        func = ffi.wasmtime_component_func_t()
+        if not ffi.wasmtime_component_instance_get_func(ctypes.byref(instance._instance), context,
+                                                        self._handle.ptr(), ctypes.byref(func)):
+            raise wasmtime.WasmtimeError("the component's incoming-handler export is not a function")
+        args = (ffi.wasmtime_component_val_t * 2)()
+        request_rep = session.add(IncomingRequest())
+        outparam_rep = session.add(ResponseOutparam())
+        abi.own(ids.INCOMING_REQUEST)(context, request_rep, args[0])
+        abi.own(ids.RESPONSE_OUTPARAM)(context, outparam_rep, args[1])
+        try:
+            error = ffi.wasmtime_component_func_call(ctypes.byref(func), context, args, 2, None, 0)
+        finally:
+            for i in range(2):
+                ffi.wasmtime_component_val_delete(ctypes.byref(args[i]))
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
+
+    def _classify(self, exc: wasmtime.WasmtimeError, session: Session, watch: runner._Watch,
+                  instantiated: bool) -> GuestError | None:
+        text = str(exc)
+        exit_ = session.exit
+        if isinstance(exit_, Exit) and "wasmlet: the guest exited" in text:
+            return None if exit_.ok else GuestExit(f"{self.name}: the guest exited with status {exit_.code or 1}",
+                                                   exit_.code or 1)
+        if session.failure == "output-limit" or watch.reason in ("stdout", "stderr"):
+            return GuestOutputLimit(f"{self.name}: the guest wrote more than its cap (response body cap "
+                                    f"{self.limits.max_response} bytes, log cap {MAX_LOG} bytes)")
+        if watch.reason == "timeout" or session.timed_out:
+            return GuestTimeout(f"{self.name}: the guest ran past its {self.limits.timeout:g}s deadline")
+        if not instantiated and "exceeds memory limits" in text:
+            return GuestMemoryLimit(f"{self.name}: the component needs more than its memory limit of "
+                                    f"{self.limits.memory} bytes to start: {_first_line(exc)}")
+        trap = _TRAP_TEXT.search(text)
+        if trap is not None:
+            return GuestTrap(f"{self.name}: the guest trapped: {trap.group(1).strip()}")
+        return GuestTrap(f"{self.name}: the guest trapped: {_cause(exc)}")
+
+    def _response(self, session: Session) -> CgiResponse:
+        response = session.response
+        if response is None:
+            raise GuestBadResponse(f"{self.name}: the guest returned without setting the response-outparam")
+        if not isinstance(response, OutgoingResponse):
+            raise GuestBadResponse(f"{self.name}: the guest answered with an error-code: {response[1]!r}")
+        if response.body_taken and not session.finished:
+            raise GuestBadResponse(f"{self.name}: the guest did not finish the response body "
+                                   "(outgoing-body.finish was not called)")
+        status = response.status
+        if status < 200:
+            raise GuestBadResponse(f"{self.name}: status {status} is an interim (1xx) response; "
+                                   "a guest must answer with a final status, 200-599")
+        headers = []
+        for name, value in response.headers.entries:
+            lower = name.lower()
+            if lower in _HOST_OWNED:
+                continue
+            if _CONTROL.search(value):
+                raise GuestBadResponse(f"{self.name}: the value of response header {name!r} holds a control "
+                                       "character")
+            headers.append((lower.encode("ascii"), value))
+        body = b"" if status in _BODILESS else b"".join(session.body)
+        return CgiResponse(status=status, headers=headers, body=body)
+
+
+def _cause(exc: BaseException) -> str:
+    """What wasmtime puts under "Caused by:" (a host function's message), else the first line."""
+    text = str(exc)
+    if "Caused by:" in text:
+        lines = [line.strip() for line in text.split("Caused by:", 1)[1].splitlines() if line.strip()]
+        if lines:
+            return "; ".join(lines)[:500]
+    return _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

