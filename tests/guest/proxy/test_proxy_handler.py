@@ -111,7 +111,7 @@ def test_traceparent_is_not_added_over_the_clients(guest: Handler) -> None:
 
 @pytest.mark.parametrize("size", [0, 1 << 20])
 def test_body_in_and_out(engine: wasmtime.Engine, linkers: Linkers, size: int) -> None:
-    big = make(engine, linkers, maxResponseSize="2Mi", timeout="20s")  # a body costs ~40 ms/MiB each way, more under load: docs/guest-abis.md
+    big = make(engine, linkers, maxResponseSize="2Mi", timeout="20s")  # ~40 ms/MiB each way: docs/guest-abis.md
     body = bytes(range(256)) * (size // 256)
     assert big.handle(request("/echo", body, "POST")).response.body == body
 
