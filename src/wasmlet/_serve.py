@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,7 +29,9 @@ from .plan import Plan
 from .server import ASGI_APP_FACTORY, METRICS_ENV, PLAN_ENV, THREADS_ENV, ServeSettings
 
 if TYPE_CHECKING:
+    from .control import AdminServer
     from .lattice import Lattice
+    from .server import Supervisor
 
 __all__ = ["check_listeners", "serve"]
 
@@ -97,7 +100,6 @@ def serve(control: ControlPlane, settings: ServeSettings, log_level: str = "info
 
 def _serve_uvicorn(control: ControlPlane, settings: ServeSettings, log_level: str, metrics_dir: str,
                    state_dir: Path | None, watch: list[Path], lattice: Lattice | None = None) -> int:
-    from .control import TOKEN_FILE, AdminServer, token_file_create
     from .server import Supervisor
 
     plan = lattice.initial_plan() if lattice is not None else control.plan()
@@ -105,15 +107,19 @@ def _serve_uvicorn(control: ControlPlane, settings: ServeSettings, log_level: st
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(plan, settings, log_level, multiproc_dir=metrics_dir, log_dir=log_dir)
-    admin = None
-    if settings.admin is not None:
-        token = token_file_create(state_dir) if state_dir is not None else secrets.token_urlsafe(32)
-        admin = AdminServer(settings.admin[0], settings.admin[1], metrics_dir, supervisor.worker_memory,
-                            control, token, log_dir, state_dir / TOKEN_FILE if state_dir is not None else None)
     try:
         supervisor.startup()
     except OSError as exc:  # taken since check_listeners: still one line, not a traceback
         raise listen_error(settings.host, settings.port, "--listen", exc) from exc
+    # The admin API (FastAPI and httpx, about 0.4 s of imports) is built while the workers start
+    # on the other cores, not before them; check_listeners found its address free before the deploy.
+    admin = None
+    if settings.admin is not None:
+        try:
+            admin = _admin_server(settings.admin, metrics_dir, supervisor, control, state_dir, log_dir)
+        except BaseException:
+            _stop_workers(supervisor)
+            raise
     supervisor.on_tick = _housekeeping(control, watch)
     publish: Callable[[Plan], None] = supervisor.publish
     if lattice is not None:  # placement decides what of the desired state this host's workers get
@@ -133,6 +139,28 @@ def _serve_uvicorn(control: ControlPlane, settings: ServeSettings, log_level: st
         finally:
             if admin is not None:
                 admin.stop()
+
+
+def _admin_server(address: tuple[str, int], metrics_dir: str, supervisor: Supervisor, control: ControlPlane,
+                  state_dir: Path | None, log_dir: Path | None) -> AdminServer:
+    from .control import TOKEN_FILE, AdminServer, token_file_create
+
+    token = token_file_create(state_dir) if state_dir is not None else secrets.token_urlsafe(32)
+    return AdminServer(address[0], address[1], metrics_dir, supervisor.worker_memory, control, token, log_dir,
+                       state_dir / TOKEN_FILE if state_dir is not None else None)
+
+
+def _stop_workers(supervisor: Supervisor, grace: float = 5.0) -> None:
+    """Stop the workers just started (the admin listener could not be set up) and let go of the socket."""
+    for worker in supervisor.workers:
+        worker.process.terminate()
+    for worker in supervisor.workers:
+        try:
+            worker.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+    supervisor.shutdown()
 
 
 def _leaving(supervisor: object, lattice: Lattice, then: Callable[[], None]) -> Callable[[], None]:

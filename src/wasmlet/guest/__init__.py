@@ -30,6 +30,7 @@ from ._wasi_http import (
     OutboundContext,
     define_wasi_http,
     outbound_context,
+    preload_http_client,
     set_internal_caller,
 )
 
@@ -70,6 +71,7 @@ __all__ = [
     "offending_imports",
     "outbound_context",
     "parse_cgi_response",
+    "preload_http_client",
     "preopens",
     "remove_scratch_root",
     "resolve_and_check",

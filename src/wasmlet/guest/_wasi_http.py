@@ -43,6 +43,11 @@ does: every connect, handshake, read and write is given the time left
 second could renew forever. A request cut short by the deadline returns 11 and
 marks the context ``timed_out``: the runner answers 504, as for any guest
 still running at its deadline.
+
+**Start-up.** httpx and httpcore (with rich, pygments and h11 behind them,
+about 0.15 s of imports) load on first use: a worker whose apps may make no
+outbound request never loads them, and one that serves an app that may calls
+``preload_http_client`` while loading it, so no guest's first request pays.
 """
 
 from __future__ import annotations
@@ -57,16 +62,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpcore
-import httpx
 import wasmtime
 
 from .._errors import EgressDenied
 from ..plan import AllowedHost, Target, parse_target
-from ._deadline_io import DeadlineBackend, DeadlineClock
 from ._egress import CheckedTarget, Resolver, resolve_and_check, system_resolver
+
+if TYPE_CHECKING:  # loaded on first use (see "Start-up" above)
+    import httpx
+
+    from ._deadline_io import DeadlineClock
 
 __all__ = [
     "CALL_DEPTH_HEADER",
@@ -81,6 +88,7 @@ __all__ = [
     "default_client",
     "define_wasi_http",
     "outbound_context",
+    "preload_http_client",
     "set_internal_caller",
 ]
 
@@ -129,6 +137,20 @@ class _Response:
     pos: int = 0
 
 
+def preload_http_client() -> None:
+    """Import the HTTP client now (a worker loading an app with ``allowedOutboundHosts`` does)."""
+    import httpcore  # noqa: F401
+    import httpx  # noqa: F401
+
+    from . import _deadline_io  # noqa: F401
+
+
+def _new_clock() -> DeadlineClock:
+    from ._deadline_io import DeadlineClock
+
+    return DeadlineClock()
+
+
 @dataclasses.dataclass
 class OutboundContext:
     """What one guest invocation may do over ``wasi_experimental_http``.
@@ -157,7 +179,7 @@ class OutboundContext:
     _responses: dict[int, _Response] = dataclasses.field(default_factory=dict)
     _next_handle: int = 1
     _clients: dict[str, httpx.Client] = dataclasses.field(default_factory=dict)
-    _clock: DeadlineClock = dataclasses.field(default_factory=DeadlineClock)  # the request being sent
+    _clock: DeadlineClock = dataclasses.field(default_factory=_new_clock)  # the request being sent
 
     def client_for(self, name: str) -> httpx.Client:
         """One client (connection pool) per host name, for this invocation only.
@@ -225,6 +247,11 @@ def default_client(clock: DeadlineClock | None = None, verify: ssl.SSLContext | 
     Loading the CA bundle costs milliseconds, so the ``SSLContext`` (thread-safe
     for new connections) is built once and shared; clients are not.
     """
+    import httpcore
+    import httpx
+
+    from ._deadline_io import DeadlineBackend
+
     global _ssl_context
     if verify is None:
         with _ssl_lock:
@@ -386,6 +413,8 @@ def _call_app(ctx: OutboundContext, target: Target, url: str, method: str, heade
     if left <= 0:
         ctx.timed_out = ctx.deadline is not None
         raise _Fail(HttpError.REQUEST_ERROR)
+    import httpx
+
     parsed = httpx.URL(url)
     path = parsed.raw_path.decode("ascii", "replace") or "/"
     sent = [(n, v) for n, v in headers if n.lower() not in _HOST_OWNED | {"traceparent", CALL_DEPTH_HEADER}]
@@ -429,6 +458,8 @@ def _resolve(ctx: OutboundContext, target: Target) -> CheckedTarget:
 
 def _send(ctx: OutboundContext, checked: CheckedTarget, url: str, method: str,
           headers: list[tuple[str, str]], body: bytes) -> _Response:
+    import httpx
+
     now = time.monotonic()
     deadline = now + ctx.timeout if ctx.deadline is None else min(now + ctx.timeout, ctx.deadline)
     timeout = deadline - now
@@ -484,6 +515,8 @@ def _send(ctx: OutboundContext, checked: CheckedTarget, url: str, method: str,
 
 
 def _note_deadline(ctx: OutboundContext, exc: httpx.HTTPError) -> None:
+    import httpx
+
     if isinstance(exc, httpx.TimeoutException) and ctx.deadline is not None and time.monotonic() >= ctx.deadline:
         ctx.timed_out = True
 

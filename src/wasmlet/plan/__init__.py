@@ -17,75 +17,155 @@ importing it loads no engine, HTTP client or cryptography
   ``Placement`` they make, the seed's Kubernetes ``Node`` and ``PriorityClass``
   (``load_nodes``, ``load_priority_classes``), and ``place``, a pure function
   from ``Workload``s and ``Node``s to a ``PlacementResult``.
+
+Names load on first use (PEP 562), as in ``wasmlet.control``: a worker needs the
+``Plan`` and the specs, not the YAML loader, the Kubernetes renderer or placement.
 """
 
-from ._binary import WASM_MAGIC, wasm_kind
-from ._capabilities import (
-    ALL_WASI_P1,
-    FILES_READ_IMPORTS,
-    FILES_WRITE_IMPORTS,
-    HANDLER_IMPORTS,
-    HTTP_IMPORTS,
-    WASI_HTTP,
-    WASI_P1,
-    Capabilities,
-    FileMount,
-    allowed_imports,
-)
-from ._egress import (
-    WELL_KNOWN_PORTS,
-    AllowedHost,
-    IPAddress,
-    Target,
-    is_allowed,
-    is_internal,
-    parse_allowed_host,
-    parse_allowed_hosts,
-    parse_target,
-)
-from ._engine import EngineSettings
-from ._k8s_render import RenderOptions, render_app_resources
-from ._kube import (
-    UNSCHEDULABLE_TAINT,
-    ZONE_LABEL,
-    Node,
-    PriorityClass,
-    load_nodes,
-    load_priority_classes,
-    parse_nodes,
-    parse_priority_classes,
-)
-from ._loader import (
-    MAX_MANIFEST_BYTES,
-    assign_routes,
-    decode_manifest,
-    field_path,
-    load_manifest,
-    parse_manifest,
-    parse_manifest_bytes,
-)
-from ._manifest import Application, Concurrency, RateLimit, WasmProperties
-from ._netpolicy import (
-    EgressRule,
-    calico_network_policy,
-    egress_rules,
-    kubernetes_network_policy,
-    parse_labels,
-)
-from ._placement import PlacementResult, Workload, place
-from ._plan import LatticeLink, Plan, PlannedComponent, RemoteApp, Slot
-from ._quantity import parse_duration, parse_quantity
-from ._scheduling import (
-    MAX_REPLICAS,
-    NodeSelectorRequirement,
-    NodeSelectorTerm,
-    Placement,
-    SpreadConstraint,
-    Taint,
-    Toleration,
-)
-from ._spec import ComponentSpec
-from ._traits import SUPPORTED_TRAITS
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
+    from ._binary import WASM_MAGIC, wasm_kind
+    from ._capabilities import (
+        ALL_WASI_P1,
+        FILES_READ_IMPORTS,
+        FILES_WRITE_IMPORTS,
+        HANDLER_IMPORTS,
+        HTTP_IMPORTS,
+        WASI_HTTP,
+        WASI_P1,
+        Capabilities,
+        FileMount,
+        allowed_imports,
+    )
+    from ._egress import (
+        WELL_KNOWN_PORTS,
+        AllowedHost,
+        IPAddress,
+        Target,
+        is_allowed,
+        is_internal,
+        parse_allowed_host,
+        parse_allowed_hosts,
+        parse_target,
+    )
+    from ._engine import EngineSettings
+    from ._k8s_render import RenderOptions, render_app_resources
+    from ._kube import (
+        UNSCHEDULABLE_TAINT,
+        ZONE_LABEL,
+        Node,
+        PriorityClass,
+        load_nodes,
+        load_priority_classes,
+        parse_nodes,
+        parse_priority_classes,
+    )
+    from ._loader import (
+        MAX_MANIFEST_BYTES,
+        assign_routes,
+        decode_manifest,
+        field_path,
+        load_manifest,
+        parse_manifest,
+        parse_manifest_bytes,
+    )
+    from ._manifest import Application, Concurrency, RateLimit, WasmProperties
+    from ._netpolicy import (
+        EgressRule,
+        calico_network_policy,
+        egress_rules,
+        kubernetes_network_policy,
+        parse_labels,
+    )
+    from ._placement import PlacementResult, Workload, place
+    from ._plan import LatticeLink, Plan, PlannedComponent, RemoteApp, Slot
+    from ._quantity import parse_duration, parse_quantity
+    from ._scheduling import (
+        MAX_REPLICAS,
+        NodeSelectorRequirement,
+        NodeSelectorTerm,
+        Placement,
+        SpreadConstraint,
+        Taint,
+        Toleration,
+    )
+    from ._spec import ComponentSpec
+    from ._traits import SUPPORTED_TRAITS
+
+# Each public name and the private module that defines it.
+_WHERE = {
+    "ALL_WASI_P1": "._capabilities",
+    "AllowedHost": "._egress",
+    "Application": "._manifest",
+    "Capabilities": "._capabilities",
+    "ComponentSpec": "._spec",
+    "Concurrency": "._manifest",
+    "EgressRule": "._netpolicy",
+    "EngineSettings": "._engine",
+    "FILES_READ_IMPORTS": "._capabilities",
+    "FILES_WRITE_IMPORTS": "._capabilities",
+    "FileMount": "._capabilities",
+    "HANDLER_IMPORTS": "._capabilities",
+    "HTTP_IMPORTS": "._capabilities",
+    "IPAddress": "._egress",
+    "LatticeLink": "._plan",
+    "MAX_MANIFEST_BYTES": "._loader",
+    "MAX_REPLICAS": "._scheduling",
+    "Node": "._kube",
+    "NodeSelectorRequirement": "._scheduling",
+    "NodeSelectorTerm": "._scheduling",
+    "Placement": "._scheduling",
+    "PlacementResult": "._placement",
+    "Plan": "._plan",
+    "PlannedComponent": "._plan",
+    "PriorityClass": "._kube",
+    "RateLimit": "._manifest",
+    "RemoteApp": "._plan",
+    "RenderOptions": "._k8s_render",
+    "SUPPORTED_TRAITS": "._traits",
+    "Slot": "._plan",
+    "SpreadConstraint": "._scheduling",
+    "Taint": "._scheduling",
+    "Target": "._egress",
+    "Toleration": "._scheduling",
+    "UNSCHEDULABLE_TAINT": "._kube",
+    "WASI_HTTP": "._capabilities",
+    "WASI_P1": "._capabilities",
+    "WASM_MAGIC": "._binary",
+    "WELL_KNOWN_PORTS": "._egress",
+    "WasmProperties": "._manifest",
+    "Workload": "._placement",
+    "ZONE_LABEL": "._kube",
+    "allowed_imports": "._capabilities",
+    "assign_routes": "._loader",
+    "calico_network_policy": "._netpolicy",
+    "decode_manifest": "._loader",
+    "egress_rules": "._netpolicy",
+    "field_path": "._loader",
+    "is_allowed": "._egress",
+    "is_internal": "._egress",
+    "kubernetes_network_policy": "._netpolicy",
+    "load_manifest": "._loader",
+    "load_nodes": "._kube",
+    "load_priority_classes": "._kube",
+    "parse_allowed_host": "._egress",
+    "parse_allowed_hosts": "._egress",
+    "parse_duration": "._quantity",
+    "parse_labels": "._netpolicy",
+    "parse_manifest": "._loader",
+    "parse_manifest_bytes": "._loader",
+    "parse_nodes": "._kube",
+    "parse_priority_classes": "._kube",
+    "parse_quantity": "._quantity",
+    "parse_target": "._egress",
+    "place": "._placement",
+    "render_app_resources": "._k8s_render",
+    "wasm_kind": "._binary",
+}
 
 __all__ = [
     "ALL_WASI_P1",
@@ -156,3 +236,16 @@ __all__ = [
     "render_app_resources",
     "wasm_kind",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

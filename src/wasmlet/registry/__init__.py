@@ -1,9 +1,37 @@
-"""Where modules come from: moduleURL resolution, the local blob store, OCI registries."""
+"""Where modules come from: moduleURL resolution, the local blob store, OCI registries.
 
-from ._auth import Credentials
-from ._oci import PulledModule, PushedModule, login, pull_module, push_module
-from ._reference import Reference, is_loopback, parse_reference
-from ._sources import MAX_MODULE, FetchedModule, fetch_module, local_module_path, read_module_file
+Names load on first use (PEP 562): a deploy from files (``wasmlet serve MANIFEST``)
+needs ``_sources``, not the OCI client and the httpx it is built on.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
+    from ._auth import Credentials
+    from ._oci import PulledModule, PushedModule, login, pull_module, push_module
+    from ._reference import Reference, is_loopback, parse_reference
+    from ._sources import MAX_MODULE, FetchedModule, fetch_module, local_module_path, read_module_file
+
+# Each public name and the private module that defines it.
+_WHERE = {
+    "Credentials": "._auth",
+    "FetchedModule": "._sources",
+    "MAX_MODULE": "._sources",
+    "PulledModule": "._oci",
+    "PushedModule": "._oci",
+    "Reference": "._reference",
+    "fetch_module": "._sources",
+    "is_loopback": "._reference",
+    "local_module_path": "._sources",
+    "login": "._oci",
+    "parse_reference": "._reference",
+    "pull_module": "._oci",
+    "push_module": "._oci",
+    "read_module_file": "._sources",
+}
 
 __all__ = [
     "MAX_MODULE",
@@ -21,3 +49,16 @@ __all__ = [
     "push_module",
     "read_module_file",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -27,8 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
 from .._errors import ModuleError, ModuleSourceError, UnsupportedSchemeError
 from ..engine import BlobStore
 from ..plan import ComponentSpec, wasm_kind
@@ -36,7 +34,7 @@ from ._reference import is_loopback
 
 __all__ = ["MAX_MODULE", "FetchedModule", "fetch_module", "read_module_file"]
 
-_FETCH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_FETCH_TIMEOUT = (30.0, 10.0)  # seconds: each operation, and the connect; httpx loads on first download
 MAX_MODULE = 256 << 20
 
 
@@ -115,9 +113,12 @@ def fetch_module(spec: ComponentSpec, blobs: BlobStore,
 
 
 def _download(spec: ComponentSpec) -> bytes:
+    import httpx  # here: a deploy from files (``wasmlet serve``'s start) does not pay for it
+
     try:
         with (
-            httpx.Client(timeout=_FETCH_TIMEOUT, follow_redirects=True) as client,
+            httpx.Client(timeout=httpx.Timeout(_FETCH_TIMEOUT[0], connect=_FETCH_TIMEOUT[1]),
+                         follow_redirects=True) as client,
             client.stream("GET", spec.module_url) as response,
         ):
             if response.status_code != 200:

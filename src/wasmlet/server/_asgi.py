@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from .._errors import GuestError, Rejected
@@ -33,6 +33,7 @@ from ._guard import AppGuard, Guards
 from ._host import App, Host
 from ._inline import INLINE_BUDGET, InlinePolicy
 from ._router import normalise_path
+from ._stream import ResponseStream, StreamingHandler
 
 __all__ = ["WasmletApp", "create_app"]
 
@@ -55,6 +56,10 @@ BODY_TIMEOUT = 30.0  # seconds to receive a whole request body
 BODY_MEMORY = 256 * 1024 * 1024  # bytes of request bodies a worker holds at once (ServeSettings.body_memory)
 CLIENT_CLOSED = 499  # recorded (never sent) when a client leaves before its request is complete, as nginx does
 PLAN_POLL = 0.02  # seconds between checks for a new plan
+# A streamed response (_answer_streamed): seconds to send what is queued once the guest has returned.
+# A client that takes longer (it stopped reading) gets the connection closed on an incomplete response.
+DRAIN_TIMEOUT = 30.0
+ABORT_GRACE = 1.0  # ... once the guest failed mid-stream, before the connection is cut
 
 # Request ids: a random per-process prefix and a counter. Not uuid4: os.urandom
 # releases the GIL, and on a loaded worker the event loop then waits up to a
@@ -328,6 +333,9 @@ class WasmletApp:
         request = _cgi_request(scope, headers, path, body)
         traceparent = self.telemetry.traceparent(span)
         handler = app.handler
+        if getattr(handler, "streams_response", False) and _may_stream(scope):
+            return await self._answer_streamed(send, app, cast(StreamingHandler, handler), request, traceparent,
+                                               request_id, trace_id, guard)
         result: GuestResult | None = None
         try:
             deadline = None
@@ -378,6 +386,81 @@ class WasmletApp:
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
         await send({"type": "http.response.body", "body": body})
         return status, "", result.stats
+
+    async def _answer_streamed(
+        self, send: Send, app: App, handler: StreamingHandler, request: CgiRequest, traceparent: str,
+        request_id: str, trace_id: str, guard: AppGuard,
+    ) -> tuple[int, str, GuestStats | None]:
+        """Run a guest that streams its response (a wasi:http proxy component), sending it as it comes.
+
+        The guest holds its admission slot (and its worker thread) while it runs, back-pressure
+        included (``ResponseStream``); what is queued when it returns is sent after the slot is
+        given back. A failure before the guest committed a status gets the usual error response;
+        after it, the status cannot change: the response is cut short (the connection closes
+        without the last chunk, so the client sees it incomplete) and the failure logged and
+        counted as any other.
+        """
+        ids = [(b"x-request-id", request_id.encode("latin-1"))]
+        loop = asyncio.get_running_loop()
+        stream = ResponseStream(loop)
+        sender = loop.create_task(stream.send_to(send, ids))
+        failure: GuestError | None = None
+        result: GuestResult | None = None
+        try:
+            async with guard.slot():
+                try:
+                    result = await loop.run_in_executor(
+                        self._pool, functools.partial(handler.handle, sink=stream), request, traceparent)
+                except GuestError as exc:
+                    guard.record(exc)
+                    failure = exc
+                else:
+                    guard.record(None)
+        except Rejected as exc:
+            stream.close()
+            sender.cancel()
+            guard.rejected(exc)
+            await _refuse(send, exc, request_id)
+            return exc.status, exc.cause, None
+        except BaseException:
+            stream.close()  # cancelled: a guest waiting for room in the queue returns at once
+            sender.cancel()
+            raise
+        stream.close()
+        fields = {"app": app.name, "request_id": request_id, "trace_id": trace_id}
+        if failure is None:
+            assert result is not None
+            if result.stderr:
+                _log_stderr(result.stderr, fields)
+            if not stream.started:  # a guest that answered without a committed status: as buffered
+                sender.cancel()
+                response = result.response
+                out_headers, body = _framed(response.status, [*response.headers, *ids], response.body, "GET")
+                await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
+                await send({"type": "http.response.body", "body": body})
+                return response.status, "", result.stats
+            await _drain(sender, DRAIN_TIMEOUT)
+            if not stream.complete:
+                log.warning("app=%s the client did not take the response within %gs; closed", app.name,
+                            DRAIN_TIMEOUT, extra=fields)
+            return _sent_status(stream, result.response.status), "", result.stats
+        stats = failure.stats if isinstance(failure.stats, GuestStats) else None
+        if not stream.started:
+            sender.cancel()
+            log.warning("app=%s cause=%s status=%d %s", app.name, failure.cause, failure.status, failure,
+                        extra={**fields, "cause": failure.cause, "status": failure.status})
+            _log_stderr(failure.stderr, fields)
+            await _respond(send, failure.status, f"{failure.status} {failure.cause}\n".encode(),
+                           cause=failure.cause.encode(), extra=ids)
+            return failure.status, failure.cause, stats
+        await _drain(sender, ABORT_GRACE)
+        when = "after the response was complete" if stream.complete else "mid-stream; the response was cut short"
+        log.warning("app=%s cause=%s status=%d %s (%s)", app.name, failure.cause, failure.status, failure, when,
+                    extra={**fields, "cause": failure.cause, "status": failure.status})
+        _log_stderr(failure.stderr, fields)
+        # Returning without the last body message: uvicorn closes the connection, and a chunked
+        # response then lacks its last chunk (RFC 9112 section 7.1), a sized one its last bytes.
+        return failure.status, failure.cause, stats
 
     def local_host_of(self, app: str) -> tuple[bool, str | None]:
         """Whether this worker serves ``app`` itself, and the host name its route is bound to."""
@@ -466,6 +549,30 @@ class WasmletApp:
                 await _respond(send, 503, b"not ready\n")
         else:
             await _respond(send, 404, b"not found\n")
+
+
+async def _drain(sender: asyncio.Task[None], timeout: float) -> None:
+    """Let ``sender`` send what is queued, for up to ``timeout`` seconds (then it is cancelled)."""
+    try:
+        await asyncio.wait_for(sender, timeout)
+    except TimeoutError:
+        pass
+    except Exception:  # the server refused a message: the response stays incomplete, the request is still logged
+        log.exception("cannot send a streamed response")
+
+
+def _may_stream(scope: Scope) -> bool:
+    """Whether a response may be streamed to this request's client.
+
+    Not to HEAD (it gets the Content-Length a GET would have), nor over HTTP/1.0 (no chunked
+    coding), nor to a caller inside wasmlet (``_forward.dispatch``: it takes the answer whole).
+    """
+    return (scope["method"] != "HEAD" and scope.get("http_version", "1.1") != "1.0"
+            and not (scope.get("extensions") or {}).get("wasmlet.buffered"))
+
+
+def _sent_status(stream: ResponseStream, status: int) -> int:
+    return status if stream.complete else CLIENT_CLOSED
 
 
 def _stamp(path: str | None) -> tuple[int, int] | None:

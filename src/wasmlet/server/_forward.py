@@ -418,7 +418,9 @@ async def dispatch(asgi: Asgi, request: ForwardRequest, forwarded: bool) -> tupl
         "query_string": request.query.encode("latin-1", "replace"), "root_path": "",
         "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in request.headers],
         "client": request.client, "server": request.server,
-        "extensions": {"wasmlet.forwarded": True} if forwarded else {},
+        # Buffered: the answer is returned whole, so a response streamed and then cut short
+        # (_asgi._answer_streamed) would pass for a complete one.
+        "extensions": {"wasmlet.buffered": True, **({"wasmlet.forwarded": True} if forwarded else {})},
     }
     delivered = False
     start: dict[str, Any] = {}

@@ -29,6 +29,7 @@ from ..guest import (
     KeyValueHost,
     Linkers,
     build_handler,
+    preload_http_client,
     remove_scratch_root,
     spin_extension,
 )
@@ -164,6 +165,8 @@ class Host:
 
     def _load(self, planned: PlannedComponent) -> App:
         spec = planned.spec
+        if spec.capabilities.allowed_outbound_hosts:  # its first outbound request must not pay the import
+            preload_http_client()
         # A missing or corrupt artifact is rebuilt from the verified blob.
         compiled = self._cache.load(planned.digest, functools.partial(self._blobs.get, planned.digest),
                                     spec.qualified_name, component=planned.component)

@@ -22,19 +22,24 @@ PROXY = GUESTS / "components" / "proxy_guest.wasm"
 CAP = 2 << 20  # maxBodySize below
 # Each failure gets a component of its own (the same guest under another route): failures of one
 # component open its circuit breaker (docs/guest-errors.md), which must not hide the next case.
+# Failures before the guest set its response-outparam: an error response with their status.
 FAILURES = [
-    ("/trap", 500, "trap"),
     ("/noout", 502, "bad-response"),
-    ("/unfinished", 502, "bad-response"),
     ("/loop", 504, "timeout"),
     ("/sleep", 504, "timeout"),
-    ("/flood", 502, "output-limit"),
-    ("/twice", 500, "trap"),
     ("/dropped", 500, "trap"),
     ("/foreign", 500, "trap"),
-    ("/overwrite", 500, "trap"),
-    ("/exit-err", 501, "exit"),
 ]
+# Failures after it: the response is streamed, its status already committed (200), so the
+# response is cut short (no last chunk) and the failure only logged and counted.
+MID_STREAM = [
+    ("/trap", "trap"),
+    ("/unfinished", "bad-response"),
+    ("/flood", "output-limit"),
+    ("/twice", "trap"),
+    ("/overwrite", "trap"),
+]
+FAILING: list[str] = [*(path for path, _, _ in FAILURES), *(path for path, _ in MID_STREAM), "/exit-err"]
 
 
 class _Upstream(http.server.BaseHTTPRequestHandler):
@@ -71,7 +76,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[
             "capabilities": {"allowedOutboundHosts": [f"http://127.0.0.1:{upstream}"]}}},
         *({"name": f"fail-{path[1:]}", "properties": {
             "moduleURL": str(PROXY), "route": f"/fail-{path[1:]}", "timeout": "1s", "maxResponseSize": "1Mi"}}
-          for path, _, _ in FAILURES),
+          for path in FAILING),
         {"name": "wagi", "properties": {"moduleURL": str(GUESTS.parent.parent / "examples" / "hello" / "hello.wasm"),
                                         "route": "/wagi"}},
     ], name="px")
@@ -129,6 +134,34 @@ def test_failures_answer_with_their_status_and_the_host_serves_on(server: Server
     assert time.monotonic() - started < 5
     assert httpx.get(server.url + "/hello", timeout=30).text == "hello\n"
     assert httpx.get(server.url + "/wagi", timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "cause"), MID_STREAM)
+def test_failures_mid_stream_cut_the_response_short_and_the_host_serves_on(server: Server, path: str,
+                                                                           cause: str) -> None:
+    started = time.monotonic()
+    with httpx.stream("GET", f"{server.url}/fail-{path[1:]}{path}", timeout=30) as reply:
+        assert reply.status_code == 200
+        assert "x-wasmlet-error" not in reply.headers
+        with pytest.raises(httpx.RemoteProtocolError):
+            reply.read()
+    assert time.monotonic() - started < 5
+    _wait_for_log(server, f"app=px/fail-{path[1:]} cause={cause} ")
+    assert httpx.get(server.url + "/hello", timeout=30).text == "hello\n"
+    assert httpx.get(server.url + "/wagi", timeout=30).status_code == 200
+
+
+def test_exit_after_the_body_was_finished_keeps_the_response_and_logs_the_failure(server: Server) -> None:
+    reply = httpx.get(f"{server.url}/fail-exit-err/exit-err", timeout=30)
+    assert reply.status_code == 200 and reply.text == "bye\n"  # outgoing-body.finish ended the response
+    _wait_for_log(server, "app=px/fail-exit-err cause=exit status=501")
+
+
+def _wait_for_log(server: Server, text: str) -> None:
+    deadline = time.monotonic() + 10
+    while text not in server.output():
+        assert time.monotonic() < deadline, f"{text!r} not logged"
+        time.sleep(0.05)
 
 
 def test_outgoing_allowed_and_denied(server: Server, upstream: int) -> None:

@@ -35,6 +35,9 @@
  *   /exit-err       answers "bye\n", then wasi:cli/exit.exit(err)
  *   /log            a line on stdout, then "logged\n"
  *   /status?N       an empty response with status N
+ *   /drip?N         N times: "tick I\n" (blocking-write-and-flush), then 300 ms on a monotonic-clock pollable
+ *   /driptrap       "partial\n", 300 ms asleep, then traps (a failure after the response went out)
+ *   /length?N       declares content-length: 6, writes N bytes (at most 12) of "hello\nhello\n" and finishes
  */
 
 typedef unsigned char u8;
@@ -592,6 +595,38 @@ EXPORT("wasi:http/incoming-handler@0.2.0#handle") void handle(u32 request, u32 o
         output_drop(stdout);
         u32 body = respond(outparam, fields_new(), 200, &out);
         put(out, "logged\n");
+        finish(body, out);
+    } else if (starts(path, len, "/drip")) {
+        u64 n = atou(q, qlen);
+        u32 body = respond(outparam, fields_new(), 200, &out);
+        char line[40], num[24];
+        for (u64 i = 0; i < n; i++) {
+            usize at = 0;
+            for (const char *p = "tick "; *p; p++)
+                line[at++] = *p;
+            for (const char *p = utoa(i, num + sizeof num); *p; p++)
+                line[at++] = *p;
+            line[at++] = '\n';
+            line[at] = 0;
+            put(out, line);
+            u32 p = subscribe_duration(300ULL * 1000 * 1000);
+            pollable_block(p);
+            pollable_drop(p);
+        }
+        finish(body, out);
+    } else if (starts(path, len, "/driptrap")) {
+        respond(outparam, fields_new(), 200, &out);
+        put(out, "partial\n");
+        u32 p = subscribe_duration(300ULL * 1000 * 1000);
+        pollable_block(p);
+        __builtin_trap();
+    } else if (starts(path, len, "/length")) {
+        u32 fields = fields_new();
+        add_header(fields, "content-length", (const u8 *)"6", 1);
+        u32 body = respond(outparam, fields, 200, &out);
+        u64 n = atou(q, qlen);
+        if (n)
+            put(out, &"hello\nhello\n"[12 - (n > 12 ? 12 : n)]);
         finish(body, out);
     } else if (starts(path, len, "/status")) {
         u32 body = respond(outparam, fields_new(), (u32)atou(q, qlen), &out);

@@ -121,9 +121,9 @@ def _decode(context: Context, val: Any) -> Any:
         if size == 0:
             return []
         data = of.list.data
-        if data[0].kind == _K_U8:  # list<u8>: one strided copy out of the array of values
-            array = (ctypes.c_char * (size * _SIZE)).from_address(ctypes.addressof(data.contents))
-            return bytes(memoryview(array).cast("B")[_OF::_SIZE])
+        if data[0].kind == _K_U8:  # list<u8>: one copy of the array of values, then a strided slice of it
+            # (bytes slicing with a step is a C loop; a stepped slice of a memoryview is ~4x slower).
+            return ctypes.string_at(data, size * _SIZE)[_OF::_SIZE]
         return [_decode(context, data[i]) for i in range(size)]
     if kind == _K_U64:
         return of.u64
@@ -201,11 +201,13 @@ def bytes_list(context: Context, value: bytes, out: Any) -> None:
     size = len(value)
     raw = ffi.wasmtime_component_vallist_t()
     _list_new_uninit(ctypes.byref(raw), size)
-    if size:  # two strided writes straight into the array of values (kind, then the byte)
-        array = (ctypes.c_char * (size * _SIZE)).from_address(ctypes.addressof(raw.data.contents))
-        view = memoryview(array).cast("B")
-        view[0::_SIZE] = _U8_KIND_BYTE * size
-        view[_OF::_SIZE] = value
+    if size:
+        # The values built in a bytearray (kind, then the byte, by two strided writes) and copied over in
+        # one memmove: a stepped write into a memoryview of the C array costs ~6x the three steps together.
+        buf = bytearray(size * _SIZE)
+        buf[0::_SIZE] = _U8_KIND_BYTE * size
+        buf[_OF::_SIZE] = value
+        ctypes.memmove(raw.data, (ctypes.c_char * len(buf)).from_buffer(buf), len(buf))
     out.kind = _K_LIST
     out.of.list = raw
 

@@ -12,6 +12,15 @@ Limits and failures are WAGI's (``docs/guest-errors.md``): the memory limit
 with an error 501. What only a proxy can get wrong is ``GuestBadResponse``
 (502 ``bad-response``): the outparam never set, set to an ``error-code``, a
 body not finished, a 1xx status or a header value with a control character.
+
+With a ``sink`` (``handle(..., sink=...)``, the server's streaming path) the
+response is not buffered: the status and headers go to the sink when the
+guest sets the outparam, each write to the body as it happens, and
+``outgoing-body.finish`` ends it. From the set on the status is committed: a
+later failure is still raised (and logged, counted), but the server can only
+cut the response short. A guest's ``Content-Length`` is kept while streaming
+if it is well-formed; writing past it, or finishing short of it, is
+``bad-response``.
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ from . import _abi as abi
 from . import _ids as ids
 from ._cli import Exit
 from ._http import IncomingRequest, OutgoingResponse, ResponseOutparam
-from ._state import MAX_LOG, Session, bind, enter, leave
+from ._state import MAX_LOG, ResponseSink, Session, bind, enter, leave
 
 __all__ = ["ProxyHandler", "find_handler_export"]
 
@@ -81,6 +90,7 @@ class ProxyHandler:
     """A ``wasi:http/proxy`` component, linked and checked at deploy, answering requests."""
 
     abi = "wasi:http/proxy component"
+    streams_response = True  # handle() takes a sink (the server streams the response)
 
     def __init__(
         self,
@@ -136,10 +146,11 @@ class ProxyHandler:
         finally:
             del store
 
-    def handle(self, request: CgiRequest, traceparent: str = "") -> GuestResult:
+    def handle(self, request: CgiRequest, traceparent: str = "", sink: ResponseSink | None = None) -> GuestResult:
         """Run the component once for ``request``; raise a ``GuestError`` subclass if it fails.
 
-        ``traceparent`` joins the incoming request's headers unless the client sent one.
+        ``traceparent`` joins the incoming request's headers unless the client sent one. With ``sink``
+        the response is streamed to it (see the module's docstring) and the result's body is empty.
         """
         started_ns = time.time_ns()
         deadline = time.monotonic() + self.limits.timeout
@@ -148,7 +159,8 @@ class ProxyHandler:
             headers.append(("traceparent", traceparent.encode("latin-1", "replace")))
         outbound = OutboundContext(self.outbound, deadline=deadline, app=self.name, traceparent=traceparent,
                                    depth=call_depth(request.headers)) if self.outbound else None
-        session = Session(self.name, request, headers, deadline, self.limits.max_response, self.environment, outbound)
+        session = Session(self.name, request, headers, deadline, self.limits.max_response, self.environment, outbound,
+                          sink, None if sink is None else self._head_or_none)
         watch = runner._Watch(deadline, session, self.limits.max_response + 1, MAX_LOG + 1)  # type: ignore[arg-type]
         store = self._store(watch)
         cpu_started = time.thread_time()
@@ -181,9 +193,14 @@ class ProxyHandler:
         logged = b"".join(session.log)
         if failure is None:
             try:
-                return GuestResult(response=self._response(session), stderr=logged, stats=stats)
+                response = self._response(session)
             except GuestError as exc:
                 failure = exc
+            else:
+                if session.started and not session.finished:
+                    assert sink is not None
+                    sink.end()  # the guest never took the body: an empty one
+                return GuestResult(response=response, stderr=logged, stats=stats)
         failure.stderr = logged
         failure.stats = stats
         raise failure
@@ -210,6 +227,8 @@ class ProxyHandler:
     def _classify(self, exc: wasmtime.WasmtimeError, session: Session, watch: runner._Watch,
                   instantiated: bool) -> GuestError | None:
         text = str(exc)
+        if session.bad is not None:
+            return GuestBadResponse(f"{self.name}: {session.bad}")
         exit_ = session.exit
         if isinstance(exit_, Exit) and "wasmlet: the guest exited" in text:
             return None if exit_.ok else GuestExit(f"{self.name}: the guest exited with status {exit_.code or 1}",
@@ -233,9 +252,17 @@ class ProxyHandler:
             raise GuestBadResponse(f"{self.name}: the guest returned without setting the response-outparam")
         if not isinstance(response, OutgoingResponse):
             raise GuestBadResponse(f"{self.name}: the guest answered with an error-code: {response[1]!r}")
+        if session.bad is not None:
+            raise GuestBadResponse(f"{self.name}: {session.bad}")
         if response.body_taken and not session.finished:
             raise GuestBadResponse(f"{self.name}: the guest did not finish the response body "
                                    "(outgoing-body.finish was not called)")
+        status, headers = self._head(response)
+        body = b"" if status in _BODILESS else b"".join(session.body)
+        return CgiResponse(status=status, headers=headers, body=body)
+
+    def _head(self, response: OutgoingResponse) -> tuple[int, list[tuple[bytes, bytes]]]:
+        """The status and headers ``response`` goes out with; ``GuestBadResponse`` if it may not."""
         status = response.status
         if status < 200:
             raise GuestBadResponse(f"{self.name}: status {status} is an interim (1xx) response; "
@@ -249,8 +276,14 @@ class ProxyHandler:
                 raise GuestBadResponse(f"{self.name}: the value of response header {name!r} holds a control "
                                        "character")
             headers.append((lower.encode("ascii"), value))
-        body = b"" if status in _BODILESS else b"".join(session.body)
-        return CgiResponse(status=status, headers=headers, body=body)
+        return status, headers
+
+    def _head_or_none(self, response: OutgoingResponse) -> tuple[int, list[tuple[bytes, bytes]]] | None:
+        """As ``_head``, None for a response that may not go out (``_response`` says why after the guest returns)."""
+        try:
+            return self._head(response)
+        except GuestBadResponse:
+            return None
 
 
 def _cause(exc: BaseException) -> str:

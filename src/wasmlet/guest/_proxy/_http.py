@@ -295,16 +295,19 @@ def _body_finish(rep: int, trailers: int | None) -> tuple[bool, object]:
     session.objects.pop(rep, None)
     if trailers is not None:
         session.objects.pop(trailers, None)  # trailers are not sent: HTTP/1.1 responses carry none here
-    finish_body(body)
+    if not finish_body(body):
+        return (False, ("HTTP-response-body-size", session.body_size))
     return (True, None)
 
 
-def finish_body(body: OutgoingBody) -> None:
+def finish_body(body: OutgoingBody) -> bool:
+    """Finish ``body``; False if the response's body does not match the Content-Length its guest declared."""
     body.finished = True
     if body.stream is not None:
         body.stream.open = False
     if body.sink is None:
-        current().finished = True
+        return current().finish_body()
+    return True
 
 
 def _drop_body(rep: int) -> None:
@@ -324,6 +327,7 @@ def _outparam_set(rep: int, response: tuple[bool, object]) -> None:
         assert isinstance(payload, int)
         session.response = get(payload, OutgoingResponse)
         session.objects.pop(payload, None)
+        session.commit()  # streaming: the status and headers go out now
     else:
         session.response = ("error", payload)
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._abi import Trap
 
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from .._wagi import CgiRequest
     from .._wasi_http import OutboundContext
 
-__all__ = ["MAX_HELD", "MAX_LOG", "MAX_OBJECTS", "OutputLimit", "Session", "bind", "current", "enter", "get", "leave"]
+__all__ = ["MAX_HELD", "MAX_LOG", "MAX_OBJECTS", "OutputLimit", "ResponseSink", "Session", "bind", "current", "enter",
+           "get", "leave"]
 
 T = TypeVar("T")
 
@@ -41,19 +42,44 @@ class OutputLimit(Trap):
     """The response body or the log went past its cap (answered as ``GuestOutputLimit``)."""
 
 
+class ResponseSink(Protocol):
+    """Where a streamed response goes as the guest produces it (the server's side: ``server._stream``).
+
+    Called on the guest's thread: ``start`` once, when the guest sets its
+    ``response-outparam``; ``write`` for each write to the body, blocking while
+    the client lags (False: still no room at ``deadline``, ``time.monotonic()``);
+    ``end`` when the guest finishes the body.
+    """
+
+    def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+
+    def write(self, data: bytes, deadline: float) -> bool: ...
+
+    def end(self) -> None: ...
+
+
+# (status, headers) as they go out for an OutgoingResponse; None if it may not (see ProxyHandler._head).
+Head = Callable[[Any], "tuple[int, list[tuple[bytes, bytes]]] | None"]
+_BODILESS = frozenset({204, 304})
+
+
 class Session:
     """What one request may touch, and what it produced."""
 
     __slots__ = (
         "app",
+        "bad",
         "body",
         "body_size",
         "deadline",
+        "declared",
         "denied",
+        "discard",
         "environment",
         "exit",
         "failure",
         "finished",
+        "head",
         "headers",
         "held",
         "log",
@@ -64,13 +90,16 @@ class Session:
         "outbound",
         "request",
         "response",
+        "sink",
+        "started",
         "timed_out",
         "traceparent",
     )
 
     def __init__(self, app: str, request: CgiRequest, headers: list[tuple[str, bytes]], deadline: float,
                  max_body: int, environment: tuple[tuple[str, str], ...],
-                 outbound: OutboundContext | None) -> None:
+                 outbound: OutboundContext | None, sink: ResponseSink | None = None,
+                 head: Head | None = None) -> None:
         self.app = app
         self.request = request
         self.headers = headers  # the incoming request's, as the guest sees them
@@ -92,6 +121,13 @@ class Session:
         self.traceparent = ""
         self.held = 0  # bytes of fields and outbound bodies made in this request (see MAX_HELD)
         self.exit: Any = None  # the _cli.Exit the guest raised, if it called wasi:cli/exit
+        # Streaming (a sink given): the response goes to ``sink`` from the outparam's set on.
+        self.sink = sink
+        self.head = head
+        self.started = False  # the status and headers went to the sink: a failure can no longer change them
+        self.declared: int | None = None  # the guest's Content-Length, kept while the body matches it
+        self.discard = False  # a 204 or 304: the body is counted against the cap but never sent
+        self.bad: str | None = None  # why the response is bad (GuestBadResponse), found while streaming
 
     # the resource table
     def add(self, obj: object) -> int:
@@ -118,8 +154,63 @@ class Session:
             self.failure = "output-limit"
             raise OutputLimit(f"wasmlet: the response body went past its cap of {self.max_body} bytes")
         self.body_size = size
-        if data:
+        if not data:
+            return
+        if not self.started:
             self.body.append(data)
+            return
+        if self.declared is not None and size > self.declared:
+            self.bad = f"the guest wrote more than the Content-Length of {self.declared} bytes it declared"
+            raise Trap(f"wasmlet: {self.bad}")
+        if not self.discard:
+            self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        assert self.sink is not None
+        if not self.sink.write(data, self.deadline):
+            # The client reads slower than the guest writes: the guest waited for room up to its deadline.
+            self.timed_out = True
+            raise Trap("wasmlet: the client did not take the response before the deadline")
+
+    def commit(self) -> None:
+        """The guest set its response-outparam: stream the status and headers, then what it already wrote.
+
+        A response that may not go out (``head`` says None) is left to the
+        handler, which answers 502 after the guest returns, as without a sink.
+        """
+        if self.sink is None or self.head is None:
+            return
+        head = self.head(self.response)
+        if head is None:
+            return
+        status, headers = head
+        if status in _BODILESS:
+            self.discard = True
+        else:
+            declared = _content_length(self.response.headers.entries, self.max_body)
+            if declared is not None:
+                self.declared = declared
+                headers.append((b"content-length", str(declared).encode("ascii")))
+        self.started = True
+        self.sink.start(status, headers)
+        written, self.body = self.body, []
+        if self.declared is not None and self.body_size > self.declared:
+            self.bad = f"the guest wrote more than the Content-Length of {self.declared} bytes it declared"
+            raise Trap(f"wasmlet: {self.bad}")
+        if written and not self.discard:
+            self._send(b"".join(written))
+
+    def finish_body(self) -> bool:
+        """The guest finished the response body; False if it is shorter than the Content-Length it declared."""
+        if self.started and self.declared is not None and self.body_size != self.declared:
+            self.bad = (f"the guest finished a body of {self.body_size} bytes after declaring a Content-Length "
+                        f"of {self.declared}")
+            return False
+        self.finished = True
+        if self.started:
+            assert self.sink is not None
+            self.sink.end()
+        return True
 
     def write_log(self, data: bytes) -> None:
         size = self.log_size + len(data)
@@ -133,6 +224,17 @@ class Session:
     def sizes(self) -> tuple[int, int]:
         """For the deadline watch (``_runner._Watch``): (response bytes, log bytes)."""
         return self.body_size, self.log_size
+
+
+def _content_length(entries: list[tuple[str, bytes]], cap: int) -> int | None:
+    """The guest's Content-Length if it gave exactly one well-formed value (RFC 9110 section 8.6) within ``cap``."""
+    values = {v.strip() for n, v in entries if n.lower() == "content-length"}
+    if len(values) != 1:
+        return None
+    value = values.pop()
+    if not value.isdigit() or len(value) > 19 or int(value) > cap:
+        return None
+    return int(value)
 
 
 _bound = threading.local()

@@ -1,0 +1,156 @@
+"""Worker start to first 200 (issue 13), with a warm cache: a worker alone, and ``wasmlet serve``.
+
+Three figures, each over ``--reps`` fresh processes (median, min-max, ms):
+
+1. ``import wasmlet.server._worker``: what a worker imports before it reads its plan;
+2. a worker alone, spawned as the supervisor spawns it (``python -m wasmlet.server._worker
+   --fd N --plan FILE`` on a bound, listening socket it inherits): spawn -> first 200 on the
+   app's route (the request waits in the socket's backlog until the worker accepts it);
+3. ``wasmlet serve --workers 1 MANIFEST``: spawn -> first 200, i.e. the supervisor's start
+   (imports, deploy from the manifest), then a worker's; once with ``--admin-listen none``
+   (as ``first_response.py``), once with the admin API on (the default; here on a free port).
+
+The hello example's compiled artifact is in the cache before any run (warm cache).
+
+    .venv/bin/python bench/worker_start.py [--reps 10] [--server uvicorn]
+
+To compare with another tree, run it with ``PYTHONPATH=OTHER/src`` (the workers inherit it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import (
+    HELLO_WASM,
+    WASMLET,
+    deploy_plan,
+    free_port,
+    http_get,
+    machine,
+    temp_cache,
+    wasmlet_env,
+    write_manifest,
+)
+
+PYTHON = sys.executable
+
+
+def ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1e3:7.1f} ({min(values) * 1e3:6.1f}-{max(values) * 1e3:6.1f})"
+
+
+def import_time(env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([PYTHON, "-c", "import wasmlet.server._worker"], check=True, env=env)
+    return time.perf_counter() - start
+
+
+def lone_worker(plan_file: Path, env: dict[str, str]) -> float:
+    """Spawn -> first 200 for one worker on a socket bound here."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    argv = [PYTHON, "-m", "wasmlet.server._worker", "--fd", str(sock.fileno()), "--plan", str(plan_file),
+            "--log-level", "warning"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, pass_fds=(sock.fileno(),), env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode}")
+            try:  # the socket listens already: a connection waits in the backlog until the worker accepts
+                status, _ = http_get(port, "/", timeout=60)
+            except OSError:
+                time.sleep(0.002)
+                continue
+            if status == 200:
+                return time.perf_counter() - started
+            time.sleep(0.002)
+        raise TimeoutError("no 200 within 60 s")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        sock.close()
+
+
+def serve(manifest: Path, env: dict[str, str], server: str, admin: bool) -> float:
+    """Spawn ``wasmlet serve --workers 1`` -> first 200 on the app's route."""
+    port = free_port()
+    env = {**env, "WASMLET_STATE_DIR": tempfile.mkdtemp(prefix="wasmlet-bench-state-")}
+    argv = [WASMLET, "--log-level", "warning", "serve", str(manifest), "--listen", f"127.0.0.1:{port}",
+            "--workers", "1", "--server", server]
+    if admin:
+        env.pop("WASMLET_ADMIN_LISTEN", None)
+        argv += ["--admin-listen", "127.0.0.1:0"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"wasmlet serve exited with {proc.returncode}")
+            try:
+                status, _ = http_get(port, "/", timeout=60)
+            except OSError:
+                time.sleep(0.002)
+                continue
+            if status == 200:
+                return time.perf_counter() - started
+            time.sleep(0.002)
+        raise TimeoutError("no 200 within 60 s")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--server", default="uvicorn")
+    args = parser.parse_args()
+    print(machine())
+    print("PYTHONPATH:", os.environ.get("PYTHONPATH", "(unset)"))
+    with temp_cache() as cache, tempfile.TemporaryDirectory(prefix="wasmlet-bench-worker-") as tmp:
+        work = Path(tmp)
+        env = wasmlet_env(cache)
+        manifest = write_manifest(work / "hello.yaml", "bench", [("app", HELLO_WASM, "/")])
+        plan = deploy_plan([manifest], cache_dir=Path(cache))  # compiles: the cache is warm from here on
+        plan_file = work / "plan.json"
+        plan_file.write_text(plan.to_json(), encoding="utf-8")
+        serve(manifest, env, args.server, admin=False)  # once, unmeasured
+        imports = [import_time(env) for _ in range(args.reps)]
+        lone = [lone_worker(plan_file, env) for _ in range(args.reps)]
+        served = [serve(manifest, env, args.server, admin=False) for _ in range(args.reps)]
+        with_admin = [serve(manifest, env, args.server, admin=True) for _ in range(args.reps)]
+    print(f"\nms, median (min-max) of {args.reps} fresh processes, warm cache, hello\n")
+    print("| measurement | ms |")
+    print("|---|---|")
+    print(f"| python -c 'import wasmlet.server._worker' | {ms(imports)} |")
+    print(f"| worker alone: spawn -> first 200 | {ms(lone)} |")
+    print(f"| wasmlet serve --workers 1 --admin-listen none ({args.server}): spawn -> first 200 | {ms(served)} |")
+    print(f"| wasmlet serve --workers 1, admin API on ({args.server}): spawn -> first 200 | {ms(with_admin)} |")
+
+
+if __name__ == "__main__":
+    main()
