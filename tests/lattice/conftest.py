@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -48,6 +49,7 @@ class NatsServer:
         self.routes = routes
         self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
 
     @property
     def url(self) -> str:
@@ -64,14 +66,29 @@ class NatsServer:
         if self.cluster_port is not None:
             command += ["--cluster_name", "wasmlet-test", "--cluster", f"nats://127.0.0.1:{self.cluster_port}",
                         "--routes", ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)]
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
+    def _lost_port_race(self) -> bool:
+        """The server exited because its client or monitor port was taken after ``free_port`` chose it."""
+        with self.log.open("rb") as log:
+            log.seek(self._log_start)
+            text = log.read().decode(errors="replace")
+        clash = re.search(r"listen tcp 127\.0\.0\.1:(\d+): bind: address already in use", text)
+        return clash is not None and int(clash.group(1)) in (self.port, self.monitor)
+
     def wait_healthy(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
+        relaunches = 0
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
+                if relaunches < 3 and self._lost_port_race():  # another process took the port: new ones
+                    relaunches += 1
+                    self.port, self.monitor = free_port(), free_port()
+                    self.launch()
+                    continue
                 raise AssertionError(f"nats-server {self.name} exited:\n{self.log.read_text(errors='replace')}")
             with contextlib.suppress(httpx.HTTPError):
                 # JetStream ready and current: in a cluster, a meta leader elected and this server caught up.
