@@ -27,8 +27,12 @@ venv: $(BIN)/.installed
 run: venv
 	$(BIN)/wasmlet serve examples/demo/app.yaml --listen $(LISTEN) --state-dir .state --allow-files .
 
+# Node.js and npm run jco for the JavaScript guest (tests/guests/toolchains.py). Only when npm is
+# missing: a Node from elsewhere (NodeSource, this machine image) bundles npm, and Debian's npm
+# package would conflict with it. jco 1.34 is tested on Node 20; Debian 12's is 18.
 system-deps:
 	scripts/install-system-deps.sh $(APT_PACKAGES)
+	@command -v npm >/dev/null || scripts/install-system-deps.sh nodejs npm
 
 lint: venv
 	$(BIN)/ruff check src tests bench
