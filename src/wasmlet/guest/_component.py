@@ -52,7 +52,7 @@ from .._errors import (
 )
 from ..engine import EpochTicker
 from ._imports import Preopen
-from ._runner import GuestLimits, GuestResult, GuestRun
+from ._runner import GuestLimits, GuestResult, GuestRun, first_line
 from ._wagi import CgiRequest
 
 __all__ = ["ComponentHandler", "build_component_linker", "find_run_export"]
@@ -165,9 +165,9 @@ class ComponentHandler:
             if "exceeds memory limits" in str(exc):
                 raise ModuleError(
                     f"{self.name}: the component needs more memory to start than its memoryLimit of "
-                    f"{self.limits.memory} bytes: {_first_line(exc)}"
+                    f"{self.limits.memory} bytes: {first_line(exc)}"
                 ) from exc
-            raise ModuleError(f"{self.name}: cannot link the component: {_first_line(exc)}") from exc
+            raise ModuleError(f"{self.name}: cannot link the component: {first_line(exc)}") from exc
         finally:
             del store
 
@@ -200,14 +200,9 @@ class ComponentHandler:
         if not instantiated and "exceeds memory limits" in text:
             return GuestMemoryLimit(
                 f"{self.name}: the component needs more than its memory limit of {self.limits.memory} bytes "
-                f"to start: {_first_line(exc)}"
+                f"to start: {first_line(exc)}"
             )
         trap = _TRAP_TEXT.search(text)
         if trap is not None:
             return GuestTrap(f"{self.name}: the guest trapped: {trap.group(1).strip()}")
-        return GuestTrap(f"{self.name}: {_first_line(exc)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        return GuestTrap(f"{self.name}: {first_line(exc)}")

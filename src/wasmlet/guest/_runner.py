@@ -444,7 +444,7 @@ class WagiHandler:
             except wasmtime.Trap as exc:
                 failure = self._classify_trap(exc)
             except wasmtime.WasmtimeError as exc:
-                failure = GuestTrap(f"{self.name}: {_first_line(exc)}")
+                failure = GuestTrap(f"{self.name}: {first_line(exc)}")
             cpu = time.thread_time() - cpu_started
             if watch.reason == "yield":
                 return None
@@ -532,6 +532,7 @@ class WagiHandler:
         return memory > 0 and memory >= self.limits.memory - max(self.limits.memory // 8, 1 << 20)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text (wasmtime's carry a backtrace below it), or its type's name."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

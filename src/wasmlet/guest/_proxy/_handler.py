@@ -51,7 +51,7 @@ from ..._errors import (
 from ...engine import EpochTicker
 from ...plan import AllowedHost
 from .. import _runner as runner
-from .._runner import GuestLimits, GuestResult, GuestStats
+from .._runner import GuestLimits, GuestResult, GuestStats, first_line
 from .._wagi import CgiRequest, CgiResponse
 from .._wasi_http import OutboundContext, call_depth, outbound_context
 from . import _abi as abi
@@ -141,8 +141,8 @@ class ProxyHandler:
                 raise ModuleError(f"{self.name}: the component did not start within {timeout:g}s; refused") from exc
             if "exceeds memory limits" in str(exc):
                 raise ModuleError(f"{self.name}: the component needs more memory to start than its memoryLimit of "
-                                  f"{self.limits.memory} bytes: {_first_line(exc)}") from exc
-            raise ModuleError(f"{self.name}: cannot link the component: {_first_line(exc)}") from exc
+                                  f"{self.limits.memory} bytes: {first_line(exc)}") from exc
+            raise ModuleError(f"{self.name}: cannot link the component: {first_line(exc)}") from exc
         finally:
             del store
 
@@ -240,7 +240,7 @@ class ProxyHandler:
             return GuestTimeout(f"{self.name}: the guest ran past its {self.limits.timeout:g}s deadline")
         if not instantiated and "exceeds memory limits" in text:
             return GuestMemoryLimit(f"{self.name}: the component needs more than its memory limit of "
-                                    f"{self.limits.memory} bytes to start: {_first_line(exc)}")
+                                    f"{self.limits.memory} bytes to start: {first_line(exc)}")
         trap = _TRAP_TEXT.search(text)
         if trap is not None:
             return GuestTrap(f"{self.name}: the guest trapped: {trap.group(1).strip()}")
@@ -293,9 +293,4 @@ def _cause(exc: BaseException) -> str:
         lines = [line.strip() for line in text.split("Caused by:", 1)[1].splitlines() if line.strip()]
         if lines:
             return "; ".join(lines)[:500]
-    return _first_line(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc)
