@@ -81,27 +81,37 @@ def hostile_host(serve: Serve, tmp_path: Path) -> Server:
 def test_hostile_guest_is_contained(hostile_host: Server, module: str, status: int, cause: str) -> None:
     name = module.removesuffix(".wasm")
     stop = threading.Event()
+    asking = threading.Event()
     hello_results: list[tuple[int, float]] = []
 
     def keep_asking() -> None:
-        with httpx.Client() as client:
+        with httpx.Client(timeout=10) as client:
             while not stop.is_set():
                 started = time.monotonic()
                 response = client.get(hostile_host.url + "/hello")
                 hello_results.append((response.status_code, time.monotonic() - started))
+                asking.set()
 
     watcher = threading.Thread(target=keep_asking)
     watcher.start()
     try:
+        # The hostile requests start only once the well-behaved app is being asked, and the watcher
+        # goes on until a hello was answered after the last of them (a fast failure such as the
+        # memory bomb's could otherwise finish before the watcher's first request).
+        assert asking.wait(10), "the well-behaved app never answered"
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             responses = list(pool.map(lambda _: httpx.get(f"{hostile_host.url}/{name}", timeout=30), range(4)))
+        answered = len(hello_results)
+        deadline = time.monotonic() + 10
+        while len(hello_results) == answered and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(hello_results) > answered, "the well-behaved app stopped answering"
     finally:
         stop.set()
         watcher.join()
     for response in responses:
         assert response.status_code == status, response.text
         assert response.headers["x-wasmlet-error"] == cause
-    assert hello_results, "the well-behaved app was never asked"
     assert {code for code, _ in hello_results} == {200}
     assert max(t for _, t in hello_results) < 2.0
     # The log names the app and the cause.
