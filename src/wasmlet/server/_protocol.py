@@ -23,6 +23,12 @@ process, this protocol adds:
   connection is closed once the body ends, and at most ``LINGER`` seconds after
   the response, as nginx's ``lingering_close`` does.
 
+It also writes each response with one system call where uvicorn makes two
+(``_CorkedTransport``): uvicorn writes the status line and headers as soon as
+the app sends ``http.response.start``, and the body on ``http.response.body``;
+on loopback each ``send(2)`` wakes the client, and that wake-up was a tenth of
+a hello request's CPU time in ``perf`` (``docs/benchmarks.md``).
+
 The request body's own deadline and size are the ASGI app's (``_asgi``).
 """
 
@@ -77,6 +83,49 @@ class TrustedProxies:
         return self.any or bool(self.networks)
 
 
+class _CorkedTransport:
+    """A transport whose writes wait for the end of the event loop's iteration, or of the response.
+
+    Everything written in one pass of the loop (a response's head and body, a
+    pipelined batch of responses) leaves in one ``writelines``, i.e. one
+    ``writev(2)`` in uvloop. ``flush`` sends at once (the protocol calls it when
+    a response is complete); closing flushes first. Anything else is the real
+    transport's.
+    """
+
+    __slots__ = ("_loop", "_pending", "_scheduled", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(data)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False  # a flush still scheduled finds nothing pending: harmless
+        pending = self._pending
+        if pending:
+            self._pending = []
+            if not self.transport.is_closing():
+                self.transport.writelines(pending)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 class _GuardedProtocol(HttpToolsProtocol):
     header_timeout: float
     client_connections: int
@@ -95,6 +144,7 @@ class _GuardedProtocol(HttpToolsProtocol):
     # Connection -------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = _CorkedTransport(transport, self.loop)  # type: ignore[assignment]
         peer = self.client[0] if self.client else ""
         if peer and peer not in self.trusted:
             key = client_key(peer)
@@ -151,6 +201,7 @@ class _GuardedProtocol(HttpToolsProtocol):
         # With requests waiting in the pipeline, the cycle that finished is an older one,
         # whose body the parser has already read to its end.
         cycle = None if self.pipeline else self.cycle
+        self.transport.flush()  # type: ignore[attr-defined]  # the whole response in one write
         super().on_response_complete()
         if cycle is not None and cycle.more_body and not self.transport.is_closing():
             self._lingering = True

@@ -14,6 +14,7 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
+from ._batch import MetricBatch
 from ._metrics import (
     APP_DEGRADED,
     CPU_PREEMPTIONS,
@@ -58,11 +59,16 @@ class RequestTelemetry:
         self._memory_high_water: dict[str, int] = {}
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._per_app: dict[str, tuple[Any, Any, Any]] = {}
+        self._batch = MetricBatch(INFLIGHT)  # the common updates, written once per pass of the event loop
+
+    def flush(self) -> None:
+        """Write the metric updates still waiting for the end of the event loop's pass (at shutdown)."""
+        self._batch.flush()
 
     def start_request(self, scope: MutableMapping[str, Any], headers: list[tuple[bytes, bytes]], app: str,
                       route: str) -> Span:
         """Start the server span, as a child of the client's ``traceparent`` if it sent one."""
-        if self.metrics:
+        if self.metrics and not self._batch.started():
             INFLIGHT.inc()
         if not self.tracing and not any(name in _TRACE_HEADERS for name, _ in headers):
             # Nothing to record and no context to pass on: skip the propagator and the
@@ -103,29 +109,31 @@ class RequestTelemetry:
 
     def _record(self, app: str, route: str, status: int, cause: str, elapsed: float, stats: Any) -> None:
         # Children looked up once per label set: ``labels()`` validates and locks on every call.
-        INFLIGHT.dec()
+        if not self._batch.ended():
+            INFLIGHT.dec()
         key = (app, route, status)
         requests = self._requests.get(key)
         if requests is None:
             if len(self._requests) > 4096:  # bounded: statuses are few, apps and routes the plan's
                 self._requests.clear()
             requests = self._requests[key] = REQUESTS.labels(app, route, str(status))
-        requests.inc()
         per_app = self._per_app.get(app)
         if per_app is None:
             if len(self._per_app) > 4096:
                 self._per_app.clear()
             per_app = self._per_app[app] = (REQUEST_SECONDS.labels(app), INSTANTIATE_SECONDS.labels(app),
                                             GUEST_CPU_SECONDS.labels(app))
-        per_app[0].observe(elapsed)
-        if cause:
+        observations = ((per_app[0], elapsed),) if stats is None else (
+            (per_app[0], elapsed), (per_app[1], stats.instantiate_seconds), (per_app[2], stats.cpu_seconds))
+        if not self._batch.queue(requests, observations):
+            requests.inc()
+            for histogram, value in observations:
+                histogram.observe(value)
+        if cause:  # rare: written at once
             GUEST_FAILURES.labels(app, cause).inc()
-        if stats is not None:
-            per_app[1].observe(stats.instantiate_seconds)
-            per_app[2].observe(stats.cpu_seconds)
-            if stats.memory > self._memory_high_water.get(app, 0):
-                self._memory_high_water[app] = stats.memory
-                GUEST_MEMORY_BYTES.labels(app).set(stats.memory)
+        if stats is not None and stats.memory > self._memory_high_water.get(app, 0):
+            self._memory_high_water[app] = stats.memory
+            GUEST_MEMORY_BYTES.labels(app).set(stats.memory)
 
     def _finish_span(self, span: Span, status: int, cause: str, stats: Any) -> None:
         context = trace.set_span_in_context(span)
