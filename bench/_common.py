@@ -34,14 +34,14 @@ SLOW_WASM = ROOT / "tests" / "guests" / "slow.wasm"
 WRK_LUA = BENCH / "wrk_percentiles.lua"
 
 
-def deploy_plan(manifests: list[Path], cache_dir: Path | None = None) -> Plan:
+def deploy_plan(manifests: list[Path], cache_dir: str | Path | None = None) -> Plan:
     """The plan ``wasmlet serve MANIFEST...`` gives its workers: ``ControlPlane.deploy_files`` over a fresh state."""
     from wasmlet.control import ControlPlane, StateStore
     from wasmlet.engine import default_cache_dir
     from wasmlet.plan import EngineSettings
 
     with StateStore(Path(tempfile.mkdtemp(prefix="wasmlet-bench-state-"))) as store:
-        control = ControlPlane(store, EngineSettings(), cache_dir or default_cache_dir())
+        control = ControlPlane(store, EngineSettings(), Path(cache_dir) if cache_dir else default_cache_dir())
         control.deploy_files(list(manifests))
         return control.plan()
 

@@ -27,6 +27,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -161,9 +162,9 @@ def main() -> None:
         return
     print(machine())
     OUT.mkdir(parents=True, exist_ok=True)
-    with temp_cache() as cache:
-        work = Path(cache) / "modules-src"
-        work.mkdir()
+    # The modules live outside the cache: wasmlet refuses a moduleURL inside its own folders.
+    with temp_cache() as cache, tempfile.TemporaryDirectory(prefix="wasmlet-bench-modules-") as modules:
+        work = Path(modules)
         for name in MODULES:  # warm the cache with the examples themselves
             run_child(variant(name, work, fresh=False), cache)
         print("\nin-process, fresh process per run; ms, median (min-max) of", args.reps, "runs\n")

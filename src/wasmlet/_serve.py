@@ -240,8 +240,16 @@ def _mtimes(manifest: Path) -> tuple[int, ...]:
 
 def _serve_granian(plan: Plan, settings: ServeSettings, log_level: str) -> int:
     """Granian runs its own workers; wasmlet's supervisor, watchdog and admin listener are not used."""
+    import multiprocessing
+
     from granian import Granian
     from granian.constants import Interfaces, Loops
+
+    # granian starts its workers with multiprocessing's default method, fork on Linux. This
+    # process has compiled modules with wasmtime (and may run its threads): a forked child
+    # inherits that state half-made and hangs in its first wasmtime call. Spawned workers
+    # start clean and build their app from $WASMLET_PLAN.
+    multiprocessing.set_start_method("spawn", force=True)
 
     fd, plan_file = tempfile.mkstemp(prefix=f"wasmlet-plan-{os.getpid()}-", suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
