@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from tests.conftest import free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -107,3 +107,35 @@ def test_nothing_is_sent_when_closed_before_a_status() -> None:
         return sent
 
     assert asyncio.run(run()) == []
+
+
+def test_refused_before_a_status_drops_what_the_guest_hands_over() -> None:
+    async def run() -> tuple[ResponseStream, list[MutableMapping[str, Any]], bool]:
+        stream = ResponseStream(asyncio.get_running_loop(), limit=4)
+        sent, send = _collector()
+        task = asyncio.create_task(stream.send_to(send, []))
+        stream.refuse()  # the request body failed: the server answers instead
+        stream.start(200, [])
+        ok = stream.write(b"more than the queue holds", time.monotonic() + 5)  # dropped, never blocks
+        stream.end()
+        await asyncio.wait_for(task, 5)
+        return stream, sent, ok
+
+    stream, sent, ok = asyncio.run(run())
+    assert ok and sent == [] and not stream.started and not stream.head_sent
+
+
+def test_refused_after_a_status_changes_nothing() -> None:
+    async def run() -> list[MutableMapping[str, Any]]:
+        stream = ResponseStream(asyncio.get_running_loop())
+        sent, send = _collector()
+        stream.start(201, [])
+        stream.refuse()  # too late: the guest committed its status first
+        stream.write(b"body", time.monotonic() + 5)
+        stream.end()
+        await asyncio.wait_for(stream.send_to(send, []), 5)
+        assert stream.complete
+        return sent
+
+    sent = asyncio.run(run())
+    assert sent[0]["status"] == 201 and sent[-1] == {"type": "http.response.body", "body": b"body", "more_body": False}

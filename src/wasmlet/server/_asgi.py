@@ -34,6 +34,8 @@ from ._host import App, Host
 from ._inline import INLINE_BUDGET, InlinePolicy
 from ._router import normalise_path
 from ._stream import ResponseStream, StreamingHandler
+from ._upload import QUEUE_BYTES as UPLOAD_QUEUE_BYTES
+from ._upload import RequestBody
 
 __all__ = ["WasmletApp", "create_app"]
 
@@ -171,6 +173,7 @@ class WasmletApp:
 
     def shutdown(self) -> None:
         self.ready = False
+        self.telemetry.flush()  # metric updates of the last pass of the event loop
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         if self.host is not None:
@@ -300,6 +303,9 @@ class WasmletApp:
         path: str, span: Any, request_id: str, trace_id: str, guard: AppGuard,
     ) -> tuple[int, str, GuestStats | None]:
         """Answer one routed request; return its status, failure cause ("" on success) and the guest's stats."""
+        if getattr(app.handler, "streams_request", False) and _may_stream(scope):  # the body streams in
+            return await self._answer_streamed_in(scope, receive, send, app, headers, path, span, request_id,
+                                                  trace_id, guard)
         held = _Held(self.bodies)
         try:
             return await self._answer_with_body(scope, receive, send, app, headers, path, span, request_id,
@@ -387,9 +393,60 @@ class WasmletApp:
         await send({"type": "http.response.body", "body": body})
         return status, "", result.stats
 
+    async def _answer_streamed_in(
+        self, scope: Scope, receive: Receive, send: Send, app: App, headers: list[tuple[bytes, bytes]],
+        path: str, span: Any, request_id: str, trace_id: str, guard: AppGuard,
+    ) -> tuple[int, str, GuestStats | None]:
+        """A guest that streams its request body in (a wasi:http proxy component), and its response out.
+
+        The body is not read whole first: the guest starts once its first part is in and reads
+        the rest as it arrives (``RequestBody``, fed by a task calling ``receive()``; a body that
+        came whole with its first part needs no task). A client that sends no byte of its body
+        within ``BODY_TIMEOUT`` gets 408 and never holds a guest; after that first part the
+        guest's deadline bounds every wait for the body. A declared Content-Length over
+        ``maxBodySize`` is refused before the guest starts (413), as a body the worker's budget
+        has no room for is (503); what crosses a limit later is an error for the guest's next
+        read, and the answer if the guest has not committed a status (``_answer_streamed``).
+        """
+        ids = [(b"x-request-id", request_id.encode("latin-1"))]
+        upload: RequestBody | None = None
+        if _has_body(headers) or scope.get("http_version", "1.1") not in ("1.1", "1.0"):
+            declared = _declared_length(headers)
+            if declared is not None and declared > app.max_body_size:
+                await _respond(send, 413, b"request body too large\n", cause=b"body-limit", extra=ids)
+                return 413, "body-limit", None
+            try:
+                async with asyncio.timeout(BODY_TIMEOUT):  # nothing held meanwhile: no guest, no budget
+                    first = await receive()
+            except TimeoutError:
+                await _respond(send, 408, b"request body not received in time\n", cause=b"body-timeout", extra=ids)
+                return 408, "body-timeout", None
+            # At most a queue's worth is held at once, whatever the body's length.
+            reserve = UPLOAD_QUEUE_BYTES if declared is None else min(declared, UPLOAD_QUEUE_BYTES)
+            if not self.bodies.take(reserve):
+                await _respond(send, 503, b"503 overloaded: request bodies fill this worker's memory budget\n",
+                               cause=b"body-memory", extra=[(b"retry-after", b"1"), *ids])
+                return 503, "body-memory", None
+            upload = RequestBody(asyncio.get_running_loop(), app.max_body_size, self.bodies, reserved=reserve)
+            if upload.accept(first):
+                upload.start(receive)
+            elif upload.cause is not None:
+                upload.close()
+                return await _refuse_body(send, upload, app.name,
+                                          {"app": app.name, "request_id": request_id, "trace_id": trace_id}, ids, None)
+        # else HTTP/1 without Content-Length or Transfer-Encoding: no body (RFC 9112 section 6.3), nothing to stream
+        request = _cgi_request(scope, headers, path, b"")
+        try:
+            return await self._answer_streamed(send, app, cast(StreamingHandler, app.handler), request,
+                                               self.telemetry.traceparent(span), request_id, trace_id, guard,
+                                               upload)
+        finally:
+            if upload is not None:
+                upload.close()
+
     async def _answer_streamed(
         self, send: Send, app: App, handler: StreamingHandler, request: CgiRequest, traceparent: str,
-        request_id: str, trace_id: str, guard: AppGuard,
+        request_id: str, trace_id: str, guard: AppGuard, upload: RequestBody | None = None,
     ) -> tuple[int, str, GuestStats | None]:
         """Run a guest that streams its response (a wasi:http proxy component), sending it as it comes.
 
@@ -399,20 +456,29 @@ class WasmletApp:
         after it, the status cannot change: the response is cut short (the connection closes
         without the last chunk, so the client sees it incomplete) and the failure logged and
         counted as any other.
+
+        With ``upload`` the guest reads the request body from it as it arrives. A body that
+        failed (too large, the worker's budget full, the client gone) decides the answer while
+        no status is committed: 413, 503, or nothing (the client left); after, the response
+        goes on as the guest makes it (the guest saw the failure as a stream error).
         """
         ids = [(b"x-request-id", request_id.encode("latin-1"))]
         loop = asyncio.get_running_loop()
         stream = ResponseStream(loop)
+        if upload is not None:
+            upload.on_failure(stream.refuse)  # a body that fails before the guest commits a status decides
         sender = loop.create_task(stream.send_to(send, ids))
         failure: GuestError | None = None
         result: GuestResult | None = None
+        run = functools.partial(handler.handle, sink=stream) if upload is None else functools.partial(
+            handler.handle, sink=stream, source=upload)
         try:
             async with guard.slot():
                 try:
-                    result = await loop.run_in_executor(
-                        self._pool, functools.partial(handler.handle, sink=stream), request, traceparent)
+                    result = await loop.run_in_executor(self._pool, run, request, traceparent)
                 except GuestError as exc:
-                    guard.record(exc)
+                    if upload is None or not upload.to_blame:  # a client's stalled or bad body is not the app's
+                        guard.record(exc)
                     failure = exc
                 else:
                     guard.record(None)
@@ -424,10 +490,19 @@ class WasmletApp:
             return exc.status, exc.cause, None
         except BaseException:
             stream.close()  # cancelled: a guest waiting for room in the queue returns at once
+            if upload is not None:
+                upload.close()  # ... and one waiting for the request body
             sender.cancel()
             raise
         stream.close()
         fields = {"app": app.name, "request_id": request_id, "trace_id": trace_id}
+        if upload is not None:
+            upload.close()  # the guest returned: nothing more of the body is received or held
+            if upload.cause is not None and not stream.started:
+                sender.cancel()
+                stats = result.stats if result is not None else (
+                    failure.stats if failure is not None and isinstance(failure.stats, GuestStats) else None)
+                return await _refuse_body(send, upload, app.name, fields, ids, stats)
         if failure is None:
             assert result is not None
             if result.stderr:
@@ -559,6 +634,33 @@ async def _drain(sender: asyncio.Task[None], timeout: float) -> None:
         pass
     except Exception:  # the server refused a message: the response stays incomplete, the request is still logged
         log.exception("cannot send a streamed response")
+
+
+async def _refuse_body(send: Send, upload: RequestBody, app: str, fields: dict[str, str],
+                       ids: list[tuple[bytes, bytes]], stats: GuestStats | None) -> tuple[int, str, GuestStats | None]:
+    """The answer to a request whose body failed while its guest ran, before the guest committed a status."""
+    cause = upload.cause or ""
+    log.info("app=%s cause=%s the request body failed before the guest answered: %s", app, cause, upload.error,
+             extra={**fields, "cause": cause})
+    if cause == "client-closed":  # nobody to answer
+        return CLIENT_CLOSED, cause, stats
+    if cause == "body-limit":
+        await _respond(send, 413, b"request body too large\n", cause=b"body-limit", extra=ids)
+        return 413, cause, stats
+    await _respond(send, 503, b"503 overloaded: request bodies fill this worker's memory budget\n",
+                   cause=b"body-memory", extra=[(b"retry-after", b"1"), *ids])
+    return 503, cause, stats
+
+
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The request's Content-Length (uvicorn has already refused a malformed or repeated one)."""
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 def _may_stream(scope: Scope) -> bool:

@@ -9,6 +9,11 @@ deadline (then the guest is stopped: ``timeout``). The loop is woken with
 ``call_soon_threadsafe`` only when it waits for more; chunks that queue up
 meanwhile go out as one ASGI message (small writes coalesce for free, and a
 write is never held back waiting for the next).
+
+``refuse`` is for a request whose body failed (``_upload.RequestBody``) before
+the guest committed a status: from then on what the guest hands over is
+dropped, and the server answers in its place (413, 503). Under the stream's
+lock, so the guest's commit and the failure are ordered: whichever comes first wins.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 from ..guest import CgiRequest, GuestResult
+from ._upload import RequestBody
 
 __all__ = ["QUEUE_BYTES", "ResponseStream", "StreamingHandler"]
 
@@ -30,9 +36,11 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class StreamingHandler(Protocol):
-    """A handler whose ``handle`` streams its response to a sink (``ProxyHandler``)."""
+    """A handler whose ``handle`` streams its response to a sink (``ProxyHandler``), and with
+    ``streams_request`` reads its request body from a source as it arrives (``_upload.RequestBody``)."""
 
-    def handle(self, request: CgiRequest, traceparent: str = "", sink: ResponseStream | None = None) -> GuestResult: ...
+    def handle(self, request: CgiRequest, traceparent: str = "", sink: ResponseStream | None = None,
+               source: RequestBody | None = None) -> GuestResult: ...
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -53,6 +61,7 @@ class ResponseStream:
         self._queued = 0
         self._ended = False  # the guest finished the body
         self._closed = False  # the guest's call returned (or the request went away): nothing more comes
+        self._refused = False  # the server answers instead of the guest (``refuse``)
         self._waiter: asyncio.Future[None] | None = None
         self.started = False  # the guest committed a status (set on its thread)
         self.head_sent = False  # http.response.start went out (the loop's view)
@@ -61,6 +70,8 @@ class ResponseStream:
     # The guest's thread -------------------------------------------------------------------------------------
     def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         with self._lock:
+            if self._refused:
+                return
             self._head = (status, headers)
             self.started = True
             self._wake_locked()
@@ -73,7 +84,7 @@ class ResponseStream:
                 if left <= 0:
                     return False
                 self._room.wait(left)
-            if not self._closed:  # closed: the request went away, nobody will send it
+            if not self._closed and not self._refused:  # closed: the request went away, nobody will send it
                 self._chunks.append(data)
                 self._queued += len(data)
                 self._wake_locked()
@@ -81,8 +92,9 @@ class ResponseStream:
 
     def end(self) -> None:
         with self._lock:
-            self._ended = True
-            self._wake_locked()
+            if not self._refused:
+                self._ended = True
+                self._wake_locked()
 
     def _wake_locked(self) -> None:
         waiter = self._waiter
@@ -91,6 +103,14 @@ class ResponseStream:
             self._loop.call_soon_threadsafe(_wake, waiter)
 
     # The event loop ----------------------------------------------------------------------------------------
+    def refuse(self) -> None:
+        """Unless the guest has committed a status, drop all it hands over: the server answers instead."""
+        with self._lock:
+            if not self.started:
+                self._refused = True
+                self._room.notify_all()
+                self._wake_locked()
+
     def close(self) -> None:
         """Nothing more will be written: ``send_to`` sends what is queued and returns; a waiting writer returns."""
         with self._lock:
@@ -112,7 +132,7 @@ class ResponseStream:
                     self._chunks.clear()
                     self._queued = 0
                     self._room.notify_all()
-                ended, closed = self._ended, self._closed
+                ended, closed = self._ended, self._closed or self._refused
                 waiter = None
                 if head is None and not body and not ended and not closed:
                     waiter = self._waiter = self._loop.create_future()

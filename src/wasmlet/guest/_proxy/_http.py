@@ -7,10 +7,19 @@ section 5.5: a value has no CR, LF or NUL) and wasmtime's: ``fields``
 taken from a request or response are immutable (``header-error.immutable``),
 and the headers a host owns (framing, connection management; wasmtime's
 ``DEFAULT_FORBIDDEN_HEADERS``) are ``header-error.forbidden``.
+
+Trailers: ASGI has none on requests, and the HTTP/1.1 server wasmlet runs
+(uvicorn's httptools protocol) announces no ``http.response.trailers``
+extension. So ``incoming-body.finish`` gives a ``future-trailers`` that is
+ready at once with ``none``, and trailers a guest hands to
+``outgoing-body.finish`` are checked (a live ``fields`` handle, else a trap)
+and dropped, with a debug line on the ``wasmlet.guest`` log; the body is
+delivered as without them (``docs/guest-abis.md``).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 
@@ -19,12 +28,14 @@ import wasmtime.component as wc
 from . import _abi as abi
 from . import _ids as ids
 from ._abi import Trap
-from ._io import READY, InputStream, OutputStream
+from ._io import READY, BodySource, InputStream, OutputStream, SourceStream
 from ._state import current, drop, get
 
 __all__ = ["ERROR_CODE", "Fields", "IncomingBody", "IncomingRequest", "OutgoingBody", "OutgoingResponse",
            "ResponseOutparam", "define_types", "method_value", "scheme_value", "parse_method", "parse_scheme",
            "take_fields"]
+
+log = logging.getLogger("wasmlet.guest")
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _BAD_VALUE = re.compile(rb"[\r\n\0]")
@@ -156,10 +167,13 @@ class IncomingRequest:
 
 
 class IncomingBody:
-    __slots__ = ("data", "streamed")
+    """A body the guest reads: ``data`` the host holds, or ``source``, a request body still arriving."""
 
-    def __init__(self, data: bytes) -> None:
+    __slots__ = ("data", "source", "streamed")
+
+    def __init__(self, data: bytes, source: BodySource | None = None) -> None:
         self.data = data
+        self.source = source
         self.streamed = False
 
 
@@ -175,7 +189,8 @@ def _consume(rep: int) -> tuple[bool, object]:
     if request.consumed:
         return (False, None)
     request.consumed = True
-    return (True, current().add(IncomingBody(current().request.body)))
+    session = current()
+    return (True, session.add(IncomingBody(session.request.body, session.source)))
 
 
 def _path_with_query(rep: int) -> str:
@@ -202,7 +217,8 @@ def body_stream(body: IncomingBody) -> tuple[bool, object]:
     if body.streamed:
         return (False, None)
     body.streamed = True
-    return (True, current().add(InputStream(body.data, body)))
+    stream = InputStream(body.data, body) if body.source is None else SourceStream(body.source, body)
+    return (True, current().add(stream))
 
 
 def _trailers_get(rep: int) -> object:
@@ -294,7 +310,11 @@ def _body_finish(rep: int, trailers: int | None) -> tuple[bool, object]:
     session = current()
     session.objects.pop(rep, None)
     if trailers is not None:
-        session.objects.pop(trailers, None)  # trailers are not sent: HTTP/1.1 responses carry none here
+        # Not sent: no trailers go out over the ASGI server wasmlet runs (see the module's docstring).
+        dropped = get(trailers, Fields)
+        session.objects.pop(trailers, None)
+        log.debug("app=%s trailers dropped: %d field(s); responses carry no trailers", session.app,
+                  len(dropped.entries))
     if not finish_body(body):
         return (False, ("HTTP-response-body-size", session.body_size))
     return (True, None)

@@ -1,13 +1,24 @@
 """``wasi:io`` 0.2: ``error``, ``poll`` and ``streams``, on the request's resource table.
 
-Streams are in memory: an input stream reads bytes the host already holds
-(the request body, buffered and capped by the server; an outbound response,
-read whole by the egress code), an output stream appends to a sink (the
-response body, capped at ``maxResponseSize``; the log; an outbound request's
-body). So nothing here ever waits for I/O, except a pollable of a clock
-(``wasi:clocks/monotonic-clock.subscribe-*``), whose wait is bounded by the
-request's deadline: past it the guest is stopped and the request answered
-504, as a guest spinning in a loop is.
+An input stream reads either bytes the host already holds (``InputStream``:
+an outbound response, read whole by the egress code; a request body the
+server buffered: HEAD, HTTP/1.0, app-to-app and lattice calls, in-process
+``handle()``) or a request body still arriving (``SourceStream`` over a
+``BodySource``: the server's ``RequestBody``, fed by the event loop). An
+output stream appends to a sink (the response body, capped at
+``maxResponseSize`` and streamed by the server; the log; an outbound
+request's body).
+
+Every wait is bounded by the request's deadline: a pollable of a clock
+(``wasi:clocks/monotonic-clock.subscribe-*``), a ``blocking-read`` or
+``blocking-skip`` on a request body whose client is slow, and ``poll`` on
+either. Past the deadline the guest is stopped and the request answered 504,
+as a guest spinning in a loop is. ``read`` and ``skip`` never wait: on a body
+still arriving they return what is there, possibly nothing (an empty list is
+"no data yet" in ``streams.wit``; ``subscribe`` gives a pollable ready when
+there is data, the end, or an error). A body that fails (the client left, or
+sent more than ``maxBodySize``) reads as ``last-operation-failed`` once, with
+an ``error`` saying why, then as ``closed``.
 
 Semantics follow wasmtime's implementation where the WIT leaves room:
 ``write`` past the budget ``check-write`` gave traps, and so does
@@ -18,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import wasmtime.component as wc
 
@@ -26,8 +38,8 @@ from . import _ids as ids
 from ._abi import Trap
 from ._state import current, drop, get
 
-__all__ = ["InputStream", "IoError", "OutputStream", "Pollable", "define_error", "define_poll", "define_streams",
-           "stream_error", "timer"]
+__all__ = ["BodySource", "InputStream", "IoError", "OutputStream", "Pollable", "SourceStream", "define_error",
+           "define_poll", "define_streams", "stream_error", "timer"]
 
 _BUDGET = 1 << 16  # bytes check-write allows at a time
 _BLOCKING_MAX = 4096  # streams.wit: blocking-write-and-flush takes at most 4096 bytes
@@ -42,20 +54,27 @@ class IoError:
 
 
 class Pollable:
-    """Ready at once, at a ``time.monotonic_ns()`` instant, or when ``check()`` says so."""
+    """Ready at once, at a ``time.monotonic_ns()`` instant, when ``check()`` says so, or when ``source`` has data."""
 
-    __slots__ = ("at", "check")
+    __slots__ = ("at", "check", "source")
 
-    def __init__(self, at: int = 0, check: Callable[[bool], bool] | None = None) -> None:
+    def __init__(self, at: int = 0, check: Callable[[bool], bool] | None = None,
+                 source: BodySource | None = None) -> None:
         self.at = at
         self.check = check
+        self.source = source
 
     def ready(self) -> bool:
+        if self.source is not None:
+            return self.source.ready()
         if self.check is not None:
             return self.check(False)
         return time.monotonic_ns() >= self.at
 
     def wait(self) -> None:
+        if self.source is not None:
+            _wait_for(self.source, current().deadline)
+            return
         if self.check is not None:
             self.check(True)  # blocking: does the work (an outbound request), bounded by the deadline
             return
@@ -75,6 +94,39 @@ class Pollable:
 READY = Pollable()
 
 
+class BodySource(Protocol):
+    """A request body still arriving, read on the guest's thread (the server's ``RequestBody``).
+
+    ``read`` never waits: up to ``size`` bytes, ``b""`` if none are there yet,
+    None once there will be no more (the end, or a failure: then ``error``
+    says why). ``wait`` blocks until ``ready`` or ``until`` (``time.monotonic()``),
+    and says whether it is ready.
+    """
+
+    error: str | None
+    starved: bool  # set here: the guest was still waiting for the body at its deadline (the client's doing)
+
+    def read(self, size: int) -> bytes | None: ...
+
+    def skip(self, size: int) -> int | None: ...
+
+    def ready(self) -> bool: ...
+
+    def wait(self, until: float) -> bool: ...
+
+
+def _wait_for(source: BodySource, until: float) -> bool:
+    """Wait for ``source`` until ``until``; past the request's deadline the guest is stopped (504)."""
+    session = current()
+    if source.wait(min(until, session.deadline)):
+        return True
+    if time.monotonic() >= session.deadline:
+        session.timed_out = True
+        source.starved = True
+        raise Trap("wasmlet: the request body did not arrive before the guest's deadline")
+    return False
+
+
 def timer(at_ns: int) -> int:
     return current().add(Pollable(at=at_ns))
 
@@ -87,6 +139,8 @@ def stream_error(closed: bool, message: str = "") -> tuple[str, object]:
 
 
 class InputStream:
+    """Bytes the host holds: every read is answered at once, and a blocking one never blocks."""
+
     __slots__ = ("data", "parent", "pos")
 
     def __init__(self, data: bytes, parent: object = None) -> None:
@@ -94,7 +148,7 @@ class InputStream:
         self.pos = 0
         self.parent = parent
 
-    def read(self, size: int) -> tuple[bool, object]:
+    def read(self, size: int, blocking: bool = False) -> tuple[bool, object]:
         if self.pos >= len(self.data):
             return (False, stream_error(True))
         size = min(size, _MAX_READ)
@@ -102,12 +156,57 @@ class InputStream:
         self.pos += len(chunk)
         return (True, chunk)
 
-    def skip(self, size: int) -> tuple[bool, object]:
+    def skip(self, size: int, blocking: bool = False) -> tuple[bool, object]:
         if self.pos >= len(self.data):
             return (False, stream_error(True))
         size = min(size, len(self.data) - self.pos)
         self.pos += size
         return (True, size)
+
+    def subscribe(self) -> Pollable:
+        return READY
+
+
+class SourceStream(InputStream):
+    """A request body read as it arrives (``BodySource``): reads wait only when blocking, up to the deadline.
+
+    ``blocking-read`` with a ``len`` of 0 returns at once (wasmtime does the same).
+    A failure is reported once as ``last-operation-failed`` (``streams.wit``: the
+    stream is closed after it), then as ``closed``.
+    """
+
+    __slots__ = ("failed", "source")
+
+    def __init__(self, source: BodySource, parent: object = None) -> None:
+        super().__init__(b"", parent)
+        self.source = source
+        self.failed = False
+
+    def _end(self) -> tuple[bool, object]:
+        error = self.source.error
+        if error is None or self.failed:
+            return (False, stream_error(True))
+        self.failed = True
+        return (False, stream_error(False, error))
+
+    def read(self, size: int, blocking: bool = False) -> tuple[bool, object]:
+        if self.failed:
+            return (False, stream_error(True))
+        if blocking and size:
+            _wait_for(self.source, float("inf"))
+        chunk = self.source.read(min(size, _MAX_READ))
+        return self._end() if chunk is None else (True, chunk)
+
+    def skip(self, size: int, blocking: bool = False) -> tuple[bool, object]:
+        if self.failed:
+            return (False, stream_error(True))
+        if blocking and size:
+            _wait_for(self.source, float("inf"))
+        skipped = self.source.skip(size)
+        return self._end() if skipped is None else (True, skipped)
+
+    def subscribe(self) -> Pollable:
+        return Pollable(source=self.source)
 
 
 class OutputStream:
@@ -171,12 +270,21 @@ def _poll(reps: list[int]) -> list[int]:
         ready = [i for i, p in enumerate(pollables) if p.ready()]
         if ready:
             return ready
-        # Nothing ready: wait for the earliest timer (a future does its work when waited on).
+        # Nothing ready: an outbound request does its work when waited on; a request body is
+        # waited for up to the earliest timer (and the deadline); else the earliest timer.
         futures = [p for p in pollables if p.check is not None]
         if futures:
             futures[0].wait()
             continue
-        min(pollables, key=lambda p: p.at).wait()
+        timers = [p for p in pollables if p.source is None]
+        earliest = min(timers, key=lambda p: p.at) if timers else None
+        body = next((p.source for p in pollables if p.source is not None), None)
+        if body is not None:
+            until = float("inf") if earliest is None else time.monotonic() + (earliest.at - time.monotonic_ns()) / 1e9
+            _wait_for(body, until)
+            continue
+        assert earliest is not None
+        earliest.wait()
 
 
 def define_poll(instance: wc.LinkerInstance) -> None:
@@ -190,12 +298,12 @@ def _ready(_rep: int) -> int:
     return current().add(READY)
 
 
-def _splice(rep: int, src: int, size: int) -> tuple[bool, object]:
+def _splice(rep: int, src: int, size: int, blocking: bool) -> tuple[bool, object]:
     out = get(rep, OutputStream)
     source = get(src, InputStream)
     if not out.open:
         return (False, stream_error(True))
-    ok, chunk = source.read(min(size, _BUDGET))
+    ok, chunk = source.read(min(size, _BUDGET), blocking)
     if not ok:
         return (False, chunk)
     assert isinstance(chunk, bytes)
@@ -215,10 +323,11 @@ def define_streams(instance: wc.LinkerInstance) -> None:
     abi.add_resource(instance, "output-stream", ids.OUTPUT_STREAM, drop)
     f = abi.add_func
     f(instance, "[method]input-stream.read", lambda rep, n: get(rep, InputStream).read(n), _R_BYTES)
-    f(instance, "[method]input-stream.blocking-read", lambda rep, n: get(rep, InputStream).read(n), _R_BYTES)
+    f(instance, "[method]input-stream.blocking-read", lambda rep, n: get(rep, InputStream).read(n, True), _R_BYTES)
     f(instance, "[method]input-stream.skip", lambda rep, n: get(rep, InputStream).skip(n), _R_U64)
-    f(instance, "[method]input-stream.blocking-skip", lambda rep, n: get(rep, InputStream).skip(n), _R_U64)
-    f(instance, "[method]input-stream.subscribe", _ready, _POLLABLE)
+    f(instance, "[method]input-stream.blocking-skip", lambda rep, n: get(rep, InputStream).skip(n, True), _R_U64)
+    f(instance, "[method]input-stream.subscribe", lambda rep: current().add(get(rep, InputStream).subscribe()),
+      _POLLABLE)
     f(instance, "[method]output-stream.check-write", lambda rep: get(rep, OutputStream).check_write(), _R_U64)
     f(instance, "[method]output-stream.write", lambda rep, data: get(rep, OutputStream).write(data), _R_UNIT)
     f(instance, "[method]output-stream.blocking-write-and-flush",
@@ -229,5 +338,5 @@ def define_streams(instance: wc.LinkerInstance) -> None:
     f(instance, "[method]output-stream.write-zeroes", lambda rep, n: _write_zeroes(rep, n, False), _R_UNIT)
     f(instance, "[method]output-stream.blocking-write-zeroes-and-flush",
       lambda rep, n: _write_zeroes(rep, n, True), _R_UNIT)
-    f(instance, "[method]output-stream.splice", _splice, _R_U64)
-    f(instance, "[method]output-stream.blocking-splice", _splice, _R_U64)
+    f(instance, "[method]output-stream.splice", lambda rep, src, n: _splice(rep, src, n, False), _R_U64)
+    f(instance, "[method]output-stream.blocking-splice", lambda rep, src, n: _splice(rep, src, n, True), _R_U64)

@@ -25,6 +25,7 @@ from ._abi import Trap
 if TYPE_CHECKING:
     from .._wagi import CgiRequest
     from .._wasi_http import OutboundContext
+    from ._io import BodySource
 
 __all__ = ["MAX_HELD", "MAX_LOG", "MAX_OBJECTS", "OutputLimit", "ResponseSink", "Session", "bind", "current", "enter",
            "get", "leave"]
@@ -91,6 +92,7 @@ class Session:
         "request",
         "response",
         "sink",
+        "source",
         "started",
         "timed_out",
         "traceparent",
@@ -99,7 +101,7 @@ class Session:
     def __init__(self, app: str, request: CgiRequest, headers: list[tuple[str, bytes]], deadline: float,
                  max_body: int, environment: tuple[tuple[str, str], ...],
                  outbound: OutboundContext | None, sink: ResponseSink | None = None,
-                 head: Head | None = None) -> None:
+                 head: Head | None = None, source: BodySource | None = None) -> None:
         self.app = app
         self.request = request
         self.headers = headers  # the incoming request's, as the guest sees them
@@ -123,6 +125,7 @@ class Session:
         self.exit: Any = None  # the _cli.Exit the guest raised, if it called wasi:cli/exit
         # Streaming (a sink given): the response goes to ``sink`` from the outparam's set on.
         self.sink = sink
+        self.source = source  # the request body as it arrives (the server streams it in); None: request.body
         self.head = head
         self.started = False  # the status and headers went to the sink: a failure can no longer change them
         self.declared: int | None = None  # the guest's Content-Length, kept while the body matches it
