@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .._errors import ControlPlaneBusy, UnknownApp
 from ..engine import BlobStore
+from ..guest import remove_app_store
 from ..plan import (
     ComponentSpec,
     EngineSettings,
@@ -252,7 +253,25 @@ class ControlPlane:
     def delete(self, app: str) -> None:
         with self._locked(f"delete of {app}"):
             self.state.delete(app)
-            self._publish()
+            try:
+                self._publish()
+            finally:  # the delete is durable: its key-value store goes, whatever the workers said
+                self._remove_store(app.partition("/")[0])
+
+    def _remove_store(self, spin_app: str) -> None:
+        """Remove the Spin key-value file of ``spin_app`` (``<state>/kv``) once none of its components
+        is deployed (they share it); a failure is logged, the delete stands. A rollback, a new version
+        or a canary never comes here: the same app keeps its data."""
+        if any(a.app.partition("/")[0] == spin_app for a in self.state.apps()):
+            return
+        kv = self.state.directory / "kv"
+        try:
+            removed = remove_app_store(kv, spin_app)
+        except (OSError, ValueError) as exc:
+            log.error("delete of %s: its key-value store in %s was not removed: %s", spin_app, kv, exc)
+            return
+        if removed:
+            log.info("delete of %s: removed its key-value store (%s) from %s", spin_app, ", ".join(removed), kv)
 
     def recheck_signatures(self) -> bool:
         """Re-verify every live version if the trust folder changed (rotation, revocation).

@@ -18,7 +18,7 @@ from ._handlers import Handler, Linkers, build_handler
 from ._imports import Preopen, check_component_imports, check_imports, component_imports, offending_imports, preopens
 from ._proxy import Extension, ProxyHandler, find_handler_export
 from ._runner import GuestLimits, GuestResult, GuestStats, WagiHandler, check_module
-from ._spin import KeyValueHost, KvLimits, spin_extension
+from ._spin import KeyValueHost, KvLimits, remove_app_store, spin_extension
 from ._stdio import remove_scratch_root, scratch_files
 from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
 from ._wasi_http import (
@@ -73,6 +73,7 @@ __all__ = [
     "parse_cgi_response",
     "preload_http_client",
     "preopens",
+    "remove_app_store",
     "remove_scratch_root",
     "resolve_and_check",
     "scratch_files",

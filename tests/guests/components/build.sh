@@ -18,6 +18,7 @@
 #   proxy_guest.wasm      freestanding C wasi:http/proxy guest, one behaviour per path (tests/guest/proxy)
 #   proxy_hello.wasm      the same source with -DHELLO_ONLY: the minimal hello of bench/proxy_inprocess.py
 #   proxy_stream.wasm     freestanding C wasi:http/proxy guest reading its request body as it arrives
+#   proxy_kv.wasm         proxy_guest.c with -DWITH_KV: plus Spin key-value routes (world proxy-kv in proxy-kv-wit/)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)"
@@ -85,8 +86,14 @@ clang --target=wasm32-wasi -O2 -nostdlib -Wall -Wextra -mbulk-memory -Wl,--no-en
 "$wt" component embed proxy-wit --world proxy-guest "$work/proxy_stream.core.wasm" -o "$work/proxy_stream.embed.wasm"
 "$wt" component new "$work/proxy_stream.embed.wasm" -o proxy_stream.wasm
 
+# The same guest with Spin's key-value (tests/control/test_kv_delete.py).
+clang --target=wasm32-wasi -O2 -nostdlib -Wall -Wextra -DWITH_KV -mbulk-memory -Wl,--no-entry -Wl,--strip-all \
+    -Wl,--export=cabi_realloc -o "$work/proxy_kv.core.wasm" proxy_guest.c
+"$wt" component embed proxy-kv-wit --world proxy-kv "$work/proxy_kv.core.wasm" -o "$work/proxy_kv.embed.wasm"
+"$wt" component new "$work/proxy_kv.embed.wasm" -o proxy_kv.wasm
+
 for f in cgi_p2.wasm cgi_p1_adapted.wasm cgi_p1_command.wasm http_probe.wasm proxy_guest.wasm proxy_hello.wasm \
-    proxy_stream.wasm; do
+    proxy_stream.wasm proxy_kv.wasm; do
     "$wt" validate "$f"
     printf '%-22s %7d bytes\n' "$f" "$(stat -c %s "$f")"
 done

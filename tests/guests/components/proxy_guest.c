@@ -103,6 +103,14 @@ IMPORT("wasi:sockets/ip-name-lookup@0.2.0", "resolve-addresses") void resolve_ad
 IMPORT("wasi:sockets/network@0.2.0", "[resource-drop]network") void network_drop(u32);
 #endif
 
+#ifdef WITH_KV
+/* proxy_kv.wasm: the same guest with Spin's key-value (/kvset, /kvget), for tests/control/test_kv_delete.py. */
+#define KV "fermyon:spin/key-value@2.0.0"
+IMPORT(KV, "[static]store.open") void kv_open(const u8 *label, usize len, u32 *ret);
+IMPORT(KV, "[method]store.get") void kv_get(u32 self, const u8 *key, usize len, u32 *ret);
+IMPORT(KV, "[method]store.set") void kv_set(u32 self, const u8 *key, usize klen, const u8 *val, usize vlen, u32 *ret);
+#endif
+
 extern u8 __heap_base;
 static usize heap_top = 0;
 static usize heap_end = 0;
@@ -628,6 +636,63 @@ EXPORT("wasi:http/incoming-handler@0.2.0#handle") void handle(u32 request, u32 o
         if (n)
             put(out, &"hello\nhello\n"[12 - (n > 12 ? 12 : n)]);
         finish(body, out);
+    } else if (starts(path, len, "/grow")) {
+        /* memory.grow a page at a time until it is refused (the store's memory limit); answer the
+         * pages held in x-pages, or with a query, trap there as a C guest whose malloc got NULL does. */
+        alloc(0, 1);
+        usize pages = __builtin_wasm_memory_size(0);
+        while (__builtin_wasm_memory_grow(0, 1) != (usize)-1)
+            pages++;
+        if (qlen)
+            __builtin_trap();
+        heap_end = pages * 65536;
+        char num[24];
+        char *s = utoa(pages, num + sizeof num);
+        u32 fields = fields_new();
+        add_header(fields, "x-pages", (const u8 *)s, slen(s));
+        u32 body = respond(outparam, fields, 200, &out);
+        finish(body, out);
+#ifdef WITH_KV
+    } else if (starts(path, len, "/kvset") || starts(path, len, "/kvget")) {
+        /* Store "default": /kvset?KEY=VALUE sets KEY, /kvget?KEY answers its value (404 if none);
+         * a refusal by the host answers 500 with the error's case number in x-kv-error. */
+        u32 r[4], status = 200;
+        const u8 *value = (const u8 *)q;
+        usize klen = 0, vlen = 0;
+        while (klen < qlen && q[klen] != '=')
+            klen++;
+        kv_open((const u8 *)"default", 7, r);
+        if ((u8)r[0] == 0) {
+            u32 store = r[1];
+            if (path[3] == 's') {
+                if (klen < qlen) {
+                    value = (const u8 *)q + klen + 1;
+                    vlen = qlen - klen - 1;
+                }
+                kv_set(store, (const u8 *)q, klen, value, vlen, r);
+                vlen = 0;
+            } else {
+                kv_get(store, (const u8 *)q, klen, r);
+                if ((u8)r[0] == 0 && (u8)r[1] == 0)
+                    status = 404;
+                else if ((u8)r[0] == 0) {
+                    value = (const u8 *)r[2];
+                    vlen = r[3];
+                }
+            }
+        }
+        u32 fields = fields_new();
+        if ((u8)r[0] != 0) {
+            status = 500;
+            char num[24];
+            char *s = utoa((u8)r[1], num + sizeof num);
+            add_header(fields, "x-kv-error", (const u8 *)s, slen(s));
+        }
+        u32 body = respond(outparam, fields, status, &out);
+        if (vlen)
+            write_all(out, value, vlen);
+        finish(body, out);
+#endif
     } else if (starts(path, len, "/status")) {
         u32 body = respond(outparam, fields_new(), (u32)atou(q, qlen), &out);
         finish(body, out);

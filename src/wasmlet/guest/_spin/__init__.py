@@ -16,7 +16,15 @@ share. See docs/spin.md.
 from ._abi import Err, Ok, Refuse, add_func, deny
 from ._context import KeyValueHost, SpinContext, spin_context, spin_request_context
 from ._linker import PROVIDED, SPIN_INTERFACE_NAMES, SPIN_INTERFACES, define_spin, spin_extension
-from ._store import DEFAULT_LABEL, DEFAULT_LIMITS, KeyValueStores, KvLimits, StoreError, app_file_name
+from ._store import (
+    DEFAULT_LABEL,
+    DEFAULT_LIMITS,
+    KeyValueStores,
+    KvLimits,
+    StoreError,
+    app_file_name,
+    remove_app_store,
+)
 from ._variables import VariableError, Variables
 
 __all__ = [
@@ -39,6 +47,7 @@ __all__ = [
     "app_file_name",
     "define_spin",
     "deny",
+    "remove_app_store",
     "spin_context",
     "spin_extension",
     "spin_request_context",

@@ -38,9 +38,12 @@ class KeyValueHost:
         self._lock = threading.Lock()
 
     def stores(self, app: str) -> KeyValueStores:
+        """The app's stores; new ones (a new, empty file) if the file the cached ones opened is gone:
+        the app was deleted (``remove_app_store``) and this is its re-deploy. The old object stays
+        with the deleted app's handlers, for their in-flight requests."""
         with self._lock:
             stores = self._apps.get(app)
-            if stores is None:
+            if stores is None or stores.stale():
                 stores = self._apps[app] = KeyValueStores(self.root, app, self.limits)
             return stores
 

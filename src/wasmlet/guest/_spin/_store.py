@@ -20,6 +20,12 @@ Pure storage: no wasmtime here (``_keyvalue`` binds it to ``fermyon:spin/key-val
 * **Limits** (``KvLimits``): key and value size, keys and bytes per app (keys
   plus values, counted in a ``usage`` row kept in the same transaction as the
   write), so ``get_keys`` is bounded by ``max_keys`` too.
+* **Deleted with the app** (``remove_app_store``, called by the control plane
+  once the delete is durable). A store object remembers the file it opened
+  (device, inode): once that file is gone it never makes a new one (an
+  in-flight request of the deleted app keeps its open connections, on the
+  unlinked file, and gets ``other`` for anything needing a new one), and
+  ``stale`` tells ``KeyValueHost`` to start a re-deployed app on a new, empty file.
 """
 
 from __future__ import annotations
@@ -36,7 +42,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["DEFAULT_LABEL", "DEFAULT_LIMITS", "KeyValueStores", "KvLimits", "StoreError", "app_file_name"]
+__all__ = [
+    "DEFAULT_LABEL", "DEFAULT_LIMITS", "KeyValueStores", "KvLimits", "StoreError", "app_file_name",
+    "remove_app_store",
+]
 
 DEFAULT_LABEL = "default"
 _KEEP = re.compile(r"[a-z0-9-]")
@@ -87,6 +96,41 @@ def app_file_name(app: str) -> str:
     return f"{stem}.sqlite"
 
 
+# The database and what SQLite keeps beside it (https://www.sqlite.org/tempfiles.html).
+_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def remove_app_store(root: Path | str, app: str) -> list[str]:
+    """Remove ``app``'s key-value file and SQLite's companions from ``root``; the names removed.
+
+    Only ever inside ``root``: the name is ``app_file_name`` (one path
+    component), ``root`` is opened with ``O_NOFOLLOW`` (a symlink in its place
+    is refused) and each file is unlinked relative to it, which removes a
+    symlink, never what it points to. A connection still open on the file (an
+    in-flight request) keeps reading the unlinked file; nothing reaches it
+    afterwards. ``OSError`` if ``root`` cannot be opened or a file not removed
+    (a missing one is fine).
+    """
+    name = app_file_name(app)
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return []  # no app ever had a store here
+    removed = []
+    try:
+        for suffix in _SUFFIXES:
+            try:
+                os.unlink(name + suffix, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            removed.append(name + suffix)
+        if removed:
+            os.fsync(fd)  # the removal itself survives a crash
+    finally:
+        os.close(fd)
+    return removed
+
+
 class KeyValueStores:
     """The key-value stores of one app, in ``root/<app>.sqlite``; the file is made on first use.
 
@@ -104,6 +148,17 @@ class KeyValueStores:
         self._idle: list[sqlite3.Connection] = []
         self._open = 0  # connections made and not closed, idle or in use
         self._cond = threading.Condition()
+        self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file first opened
+
+    def stale(self) -> bool:
+        """True once the file this object opened is gone or replaced (the app was deleted)."""
+        if self._file is None:
+            return False
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._file
 
     # -- connections --------------------------------------------------------------------------
 
@@ -159,8 +214,17 @@ class KeyValueStores:
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Created owner-only before SQLite opens it: values may be secrets. O_NOFOLLOW: a
-            # symlink planted in its place is refused, not followed.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+            # symlink planted in its place is refused, not followed. Created only the first time:
+            # once this object's file is gone, the app was deleted and is not brought back.
+            flags = os.O_RDWR | os.O_NOFOLLOW | (os.O_CREAT if self._file is None else 0)
+            fd = os.open(self.path, flags, 0o600)
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if self._file is not None and (st.st_dev, st.st_ino) != self._file:
+                raise OSError(f"{self.path} is not the file this app opened (the app was deleted)")
+            self._file = (st.st_dev, st.st_ino)
             # check_same_thread=False: a pooled connection serves one thread at a time, not always the same one.
             conn = sqlite3.connect(self.path, timeout=self.limits.busy_timeout, isolation_level=None,
                                    check_same_thread=False)
