@@ -1,14 +1,18 @@
 """Worker start to first 200 (issue 13), with a warm cache: a worker alone, and ``wasmlet serve``.
 
-Three figures, each over ``--reps`` fresh processes (median, min-max, ms):
+Four figures, each over ``--reps`` fresh processes (median, min-max, ms):
 
 1. ``import wasmlet.server._worker``: what a worker imports before it reads its plan;
-2. a worker alone, spawned as the supervisor spawns it (``python -m wasmlet.server._worker
-   --fd N --plan FILE`` on a bound, listening socket it inherits): spawn -> first 200 on the
-   app's route (the request waits in the socket's backlog until the worker accepts it);
-3. ``wasmlet serve --workers 1 MANIFEST``: spawn -> first 200, i.e. the supervisor's start
-   (imports, deploy from the manifest), then a worker's; once with ``--admin-listen none``
-   (as ``first_response.py``), once with the admin API on (the default; here on a free port).
+2. a worker alone, spawned as the supervisor spawns it without a zygote (``python -m
+   wasmlet.server._worker --fd N --plan FILE`` on a bound, listening socket it inherits):
+   spawn -> first 200 on the app's route (the request waits in the socket's backlog until
+   the worker accepts it);
+3. a worker forked from the zygote (``wasmlet._prefork.Zygote``, started once here and ready):
+   fork request -> first 200, on a socket bound as in 2;
+4. ``wasmlet serve --workers 1 MANIFEST``: spawn -> first 200, i.e. the supervisor's start
+   (imports, deploy from the manifest), then a worker's; with ``--admin-listen none`` (as
+   ``first_response.py``) and with the admin API on (the default; here on a free port), each
+   with the zygote (the default) and without (``WASMLET_ZYGOTE=0``).
 
 The hello example's compiled artifact is in the cache before any run (warm cache).
 
@@ -41,6 +45,7 @@ from _common import (
     wasmlet_env,
     write_manifest,
 )
+from wasmlet._prefork import WorkerProcess, Zygote
 
 PYTHON = sys.executable
 
@@ -55,17 +60,20 @@ def import_time(env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def lone_worker(plan_file: Path, env: dict[str, str]) -> float:
-    """Spawn -> first 200 for one worker on a socket bound here."""
+def lone_worker(plan_file: Path, env: dict[str, str], zygote: Zygote | None = None) -> float:
+    """Spawn (or, with ``zygote``, fork request) -> first 200 for one worker on a socket bound here."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]
-    argv = [PYTHON, "-m", "wasmlet.server._worker", "--fd", str(sock.fileno()), "--plan", str(plan_file),
-            "--log-level", "warning"]
+    args = ["--fd", str(sock.fileno()), "--plan", str(plan_file), "--log-level", "warning"]
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, pass_fds=(sock.fileno(),), env=env)
+    if zygote is None:
+        proc: WorkerProcess = subprocess.Popen([PYTHON, "-m", "wasmlet.server._worker", *args],
+                                               pass_fds=(sock.fileno(),), env=env)
+    else:
+        proc = zygote.fork(args, sock.fileno(), env=env)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -90,10 +98,11 @@ def lone_worker(plan_file: Path, env: dict[str, str]) -> float:
         sock.close()
 
 
-def serve(manifest: Path, env: dict[str, str], server: str, admin: bool) -> float:
+def serve(manifest: Path, env: dict[str, str], server: str, admin: bool, zygote: bool = True) -> float:
     """Spawn ``wasmlet serve --workers 1`` -> first 200 on the app's route."""
     port = free_port()
-    env = {**env, "WASMLET_STATE_DIR": tempfile.mkdtemp(prefix="wasmlet-bench-state-")}
+    env = {**env, "WASMLET_STATE_DIR": tempfile.mkdtemp(prefix="wasmlet-bench-state-"),
+           "WASMLET_ZYGOTE": "1" if zygote else "0"}
     argv = [WASMLET, "--log-level", "warning", "serve", str(manifest), "--listen", f"127.0.0.1:{port}",
             "--workers", "1", "--server", server]
     if admin:
@@ -131,6 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     print(machine())
     print("PYTHONPATH:", os.environ.get("PYTHONPATH", "(unset)"))
+    print("load average at start (1, 5, 15 min):", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     with temp_cache() as cache, tempfile.TemporaryDirectory(prefix="wasmlet-bench-worker-") as tmp:
         work = Path(tmp)
         env = wasmlet_env(cache)
@@ -141,15 +151,31 @@ def main() -> None:
         serve(manifest, env, args.server, admin=False)  # once, unmeasured
         imports = [import_time(env) for _ in range(args.reps)]
         lone = [lone_worker(plan_file, env) for _ in range(args.reps)]
-        served = [serve(manifest, env, args.server, admin=False) for _ in range(args.reps)]
-        with_admin = [serve(manifest, env, args.server, admin=True) for _ in range(args.reps)]
+        zygote = Zygote.start(env)
+        if zygote is None or not zygote.ready(60):
+            raise RuntimeError("no zygote on this machine (see the log); set WASMLET_ZYGOTE=1 on Linux")
+        try:
+            forked = [lone_worker(plan_file, env, zygote) for _ in range(args.reps)]
+        finally:
+            zygote.close()
+        served, with_admin, served_popen, with_admin_popen = [], [], [], []
+        for _ in range(args.reps):  # interleaved: both paths see the same load on a shared machine
+            served.append(serve(manifest, env, args.server, admin=False))
+            served_popen.append(serve(manifest, env, args.server, admin=False, zygote=False))
+            with_admin.append(serve(manifest, env, args.server, admin=True))
+            with_admin_popen.append(serve(manifest, env, args.server, admin=True, zygote=False))
+    print("load average at end (1, 5, 15 min):", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"\nms, median (min-max) of {args.reps} fresh processes, warm cache, hello\n")
     print("| measurement | ms |")
     print("|---|---|")
     print(f"| python -c 'import wasmlet.server._worker' | {ms(imports)} |")
     print(f"| worker alone: spawn -> first 200 | {ms(lone)} |")
-    print(f"| wasmlet serve --workers 1 --admin-listen none ({args.server}): spawn -> first 200 | {ms(served)} |")
-    print(f"| wasmlet serve --workers 1, admin API on ({args.server}): spawn -> first 200 | {ms(with_admin)} |")
+    print(f"| a worker forked from the zygote: request -> first 200 | {ms(forked)} |")
+    for label, figures, popen in (("--admin-listen none", served, served_popen),
+                                  ("admin API on", with_admin, with_admin_popen)):
+        print(f"| wasmlet serve --workers 1, {label} ({args.server}), zygote: spawn -> first 200 | {ms(figures)} |")
+        print(f"| wasmlet serve --workers 1, {label} ({args.server}), WASMLET_ZYGOTE=0: spawn -> first 200 "
+              f"| {ms(popen)} |")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,10 @@ class Server:
             if self.process.poll() is not None:
                 raise AssertionError(f"wasmlet serve exited with {self.process.returncode}:\n{self.output()}")
             try:
-                if httpx.get(f"{self.url}/.well-known/wasmlet/ready", timeout=1).status_code == 200:
+                # Workers forked from the zygote (issue 13) serve before the admin listener is up: "client
+                # commands" is printed once it is, and the host is recorded (or could not be).
+                if httpx.get(f"{self.url}/.well-known/wasmlet/ready", timeout=1).status_code == 200 \
+                        and "client commands" in self.output():
                     return
             except httpx.HTTPError:
                 pass

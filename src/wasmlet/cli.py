@@ -268,6 +268,10 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
 
     sweep_stale_dirs()  # what a host killed with SIGKILL left in the temp and shared-memory folders
     prepare_metrics_dir()  # before prometheus_client is imported by what follows
+    if server != "granian":
+        from ._prefork import start_early
+
+        start_early()  # the worker zygote imports while this process imports and deploys (issue 13)
     from ._serve import check_listeners
     from ._serve import serve as run_server
     from .control import ControlPlane, StateStore, default_state_dir

@@ -92,7 +92,10 @@ class User:
             if process.poll() is not None:
                 raise AssertionError(f"wasmlet serve exited with {process.returncode}:\n{host.output()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{host.url}/.well-known/wasmlet/ready", timeout=1).status_code == 200:
+                # Workers forked from the zygote (issue 13) serve before the admin listener is up: "client
+                # commands" is printed once it is, and the host is recorded (or could not be).
+                if httpx.get(f"{host.url}/.well-known/wasmlet/ready", timeout=1).status_code == 200 \
+                        and "client commands" in host.output():
                     return host
             time.sleep(0.05)
         raise AssertionError(f"wasmlet serve not ready after 60s:\n{host.output()}")

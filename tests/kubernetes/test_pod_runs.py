@@ -189,7 +189,10 @@ class PodHost:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.node} exited:\n{self.log.read_text(errors='replace')}")
-            return httpx.get(self.url + "/.well-known/wasmlet/ready", timeout=2).status_code == 200
+            # Workers forked from the zygote (issue 13) serve before the admin listener is up: "client
+            # commands" is printed once it is.
+            return httpx.get(self.url + "/.well-known/wasmlet/ready", timeout=2).status_code == 200 \
+                and "client commands" in self.log.read_text(errors="replace")
 
         wait_for(ready, timeout, f"host {self.node} ready")
 

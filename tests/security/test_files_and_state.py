@@ -437,7 +437,15 @@ def _leftovers(folders: tuple[Path, ...], pids: set[int]) -> set[Path]:
 
 def _worker_pids(supervisor: int) -> set[int]:
     children = Path(f"/proc/{supervisor}/task/{supervisor}/children")
-    return {int(pid) for pid in children.read_text().split()} if children.exists() else set()
+    pids = {int(pid) for pid in children.read_text().split()} if children.exists() else set()
+    return {pid for pid in pids if _comm(pid) != "wasmlet-zygote"}  # the zygote forks workers (issue 13)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def test_kill_9_leftovers_are_swept_at_the_next_start(serve: Serve, tmp_path: Path) -> None:

@@ -122,6 +122,8 @@ def guest_writes(output: bytes) -> str:
 
 def worker_pid(server: Server) -> int:
     children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    # The other child is the zygote that forks workers (issue 13).
+    children = [p for p in children if Path(f"/proc/{p}/comm").read_text().strip() != "wasmlet-zygote"]
     assert len(children) == 1, children
     return int(children[0])
 

@@ -20,6 +20,14 @@ processes run; a replacement that exits or is not ready within
 ``_READY_TIMEOUT`` is dropped, the old worker keeps serving, and the next
 recycle waits ``_RECYCLE_BASE``, doubling up to ``_RECYCLE_MAX``. Nothing
 here sleeps: the loop ticks every 50 ms and acts on what is due.
+
+Workers are forked from a zygote that imported everything a worker needs
+(``_zygote``, ``wasmlet._prefork``; ``wasmlet serve`` starts it before it
+deploys), so a new worker only reads its plan. The supervisor is a child
+subreaper and the workers are its children, watched, signalled and drained
+as before. If the zygote dies or refuses, that worker is spawned with
+``Popen`` (``python -m wasmlet.server._worker``, as without a zygote or with
+``WASMLET_ZYGOTE=0``) and a new zygote is started (``ZygoteKeeper``).
 """
 
 from __future__ import annotations
@@ -34,13 +42,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from .._errors import ConfigError
 from .._files import atomic_write
+from .._prefork import WorkerProcess, ZygoteKeeper, take_early
 from ..plan import Plan
 from ..telemetry import GrowthMeter
 from ._settings import ServeSettings
@@ -55,6 +66,7 @@ _STABLE = 10.0  # seconds a worker must serve for the failures before it to be f
 _RECYCLE_BASE = 5.0  # seconds before another recycle once a replacement failed; doubled for each in a row
 _RECYCLE_MAX = 600.0
 _READY_TIMEOUT = 60.0  # a replacement not ready by then is stopped; the old worker keeps serving
+_ZYGOTE_WAIT = 10.0  # seconds startup waits for a zygote started early to finish its imports
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +111,7 @@ def read_rss(pid: int) -> int:
 
 @dataclasses.dataclass(eq=False)
 class _Worker:
-    process: subprocess.Popen[bytes]
+    process: WorkerProcess  # a subprocess.Popen, or a ForkedProcess from the zygote
     ready_file: Path
     growth: GrowthMeter
     started: float = dataclasses.field(default_factory=time.monotonic)
@@ -137,6 +149,8 @@ class Supervisor:
         self._recycle_failures = 0  # replacements in a row that failed to start
         self._next_recycle = 0.0  # no recycle before this
         self.on_tick: Callable[[], None] | None = None  # housekeeping, run on the supervisor's loop
+        self.zygotes = ZygoteKeeper(self._mark_dead)
+        self._previous_handlers: dict[int, Callable[[int, FrameType | None], Any] | int | None] | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -171,17 +185,22 @@ class Supervisor:
     # Lifecycle ----------------------------------------------------------
     def startup(self) -> None:
         s = self.settings
+        early = take_early()  # started by ``wasmlet serve`` before it deployed: worth waiting for
+        self.zygotes.start(early)
         self.sock = bind_socket(s.host, s.port, s.backlog)
         self._plan_file.write_text(self.plan.to_json(), encoding="utf-8")
+        if early is not None and not early.ready(_ZYGOTE_WAIT):
+            log.warning("zygote %d not ready (within %.0fs); spawning the first workers with Popen", early.pid,
+                        _ZYGOTE_WAIT)
         self.workers = [self._spawn() for _ in range(s.workers)]
+        self._catch_signals()  # after the spawns: a drain signals every worker there is
 
     def _spawn(self) -> _Worker:
         assert self.sock is not None
         fd = self.sock.fileno()
         self._spawned += 1
         ready_file = self._runtime / f"ready-{self._spawned}"
-        command = [
-            sys.executable, "-m", "wasmlet.server._worker",
+        args = [
             "--fd", str(fd), "--plan", str(self._plan_file),
             "--threads", str(self.settings.threads),
             "--drain", str(self.settings.drain_timeout),
@@ -190,12 +209,15 @@ class Supervisor:
             *self.settings.worker_http_args(),
         ]
         if self.log_dir is not None:
-            command += ["--log-dir", str(self.log_dir)]
+            args += ["--log-dir", str(self.log_dir)]
         if self.settings.otlp:
-            command.append("--otlp")
+            args.append("--otlp")
         if not self.settings.metrics:
-            command.append("--no-metrics")
-        process = subprocess.Popen(command, pass_fds=(fd,))
+            args.append("--no-metrics")
+        process: WorkerProcess | None = self.zygotes.fork(args, fd)  # as ``python -m ..._worker ARGS``
+        if process is None:
+            process = subprocess.Popen([sys.executable, "-m", "wasmlet.server._worker", *args], pass_fds=(fd,))
+            log.info("worker %d started (spawned)", process.pid)
         return _Worker(process, ready_file, GrowthMeter(self.watchdog.window), time.monotonic())
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -213,19 +235,26 @@ class Supervisor:
                 worker.process.send_signal(signal.SIGTERM)
 
     def serve(self) -> int:
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self._catch_signals()
         try:
             while self._tick():
                 time.sleep(0.05)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             self.shutdown()
         return 1 if self.forced else 0
+
+    def _catch_signals(self) -> None:
+        """Drain on SIGTERM/SIGINT from the moment workers can serve: forked ones answer before
+        ``wasmlet serve`` has built its admin API and called ``serve``."""
+        if self._previous_handlers is None and threading.current_thread() is threading.main_thread():
+            self._previous_handlers = {sig: signal.signal(sig, self._on_signal)
+                                       for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def _tick(self) -> bool:
         """One round of supervision; False once every worker has exited after a drain."""
         now = time.monotonic()
+        if not self.draining:
+            self.zygotes.watch()
         for worker in list(self.workers):
             code = worker.process.poll()
             if code is None:
@@ -331,12 +360,20 @@ class Supervisor:
 
     def _forget(self, worker: _Worker) -> None:
         worker.ready_file.unlink(missing_ok=True)
+        self._mark_dead(worker.pid)
+
+    def _mark_dead(self, pid: int) -> None:
         if self.multiproc_dir:
             from prometheus_client import multiprocess
 
-            multiprocess.mark_process_dead(worker.pid, self.multiproc_dir)  # type: ignore[no-untyped-call]
+            multiprocess.mark_process_dead(pid, self.multiproc_dir)  # type: ignore[no-untyped-call]
 
     def shutdown(self) -> None:
+        if self._previous_handlers is not None and threading.current_thread() is threading.main_thread():
+            for sig, handler in self._previous_handlers.items():
+                signal.signal(sig, handler)
+            self._previous_handlers = None
+        self.zygotes.close()
         if self.sock is not None:
             self.sock.close()
             self.sock = None

@@ -28,5 +28,14 @@ def _leak() -> None:
         time.sleep(3600)
 
 
-if _RATE > 0 and "wasmlet.server._worker" in sys.orig_argv:
+def _start() -> None:
     threading.Thread(target=_leak, name="test-leak", daemon=True).start()
+
+
+if _RATE > 0 and "wasmlet.server._worker" in sys.orig_argv:
+    _start()
+elif _RATE > 0 and "wasmlet.server._zygote" in sys.orig_argv:
+    # Workers forked from the zygote (issue 13) start no interpreter: leak from the fork on, in the
+    # worker only (the zygote forks a middle process, whose child is the worker).
+    _ZYGOTE = os.getpid()
+    os.register_at_fork(after_in_child=lambda: None if os.getppid() == _ZYGOTE else _start())
