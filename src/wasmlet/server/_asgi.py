@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import gc
 import itertools
 import logging
 import os
@@ -138,6 +139,11 @@ class WasmletApp:
         self.host.start()
         self._plan_stamp = _stamp(self.plan_file)
         self._pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="wasmlet-guest")
+        # What exists now (modules, the plan, the apps) lives as long as the worker: out of the
+        # collector's sight, a full collection while serving takes microseconds, not the 16-21 ms
+        # it took over those ~60,000 objects (a p99.99 stall). Requests make no cycles to collect.
+        gc.collect()
+        gc.freeze()
         self.ready = True
         self._acknowledge()
         log.info("worker %d ready: %d app(s)", os.getpid(), len(self.host.apps))
@@ -170,6 +176,11 @@ class WasmletApp:
                 await self.forwarder.serve(self.host.servable)
             self._acknowledge()
             log.info("worker %d serves generation %d", os.getpid(), plan.generation)
+            # The old apps were frozen with the rest (startup): collect what of them is garbage now,
+            # once, here, rather than keep any of it for good or stall a request later.
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
 
     def shutdown(self) -> None:
         self.ready = False
