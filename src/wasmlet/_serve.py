@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import logging
 import os
 import secrets
@@ -46,6 +47,16 @@ def _announce(plan: Plan, host: str, port: int, admin: tuple[str, int] | None) -
         print(f"  {spec.qualified_name:30s} {where}  sha256:{planned.digest[:12]}", flush=True)
     if admin is not None:
         print(f"wasmlet: admin (metrics, apps) on http://{admin[0]}:{admin[1]}", flush=True)
+
+
+def _collect_from_now() -> None:
+    """Turn the collector back on (``wasmlet serve`` starts with it off), past what start-up made.
+
+    Start-up's objects live as long as the process: frozen, later passes skip them.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.enable()
 
 
 def check_listeners(settings: ServeSettings) -> None:
@@ -135,6 +146,7 @@ def _serve_uvicorn(control: ControlPlane, settings: ServeSettings, log_level: st
             with contextlib.ExitStack() as record:  # gone before the admin listener stops
                 if admin is not None:
                     _record(record, admin.address, (host, port), state_dir)
+                _collect_from_now()
                 return supervisor.serve()
         finally:
             if admin is not None:
@@ -271,6 +283,7 @@ def _serve_granian(plan: Plan, settings: ServeSettings, log_level: str) -> int:
             workers_kill_timeout=int(settings.drain_timeout),
         )
         _announce(plan, settings.host, settings.port, None)
+        _collect_from_now()
         server.serve()
     finally:
         with contextlib.suppress(OSError):

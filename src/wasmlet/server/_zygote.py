@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     _die_with(args.parent, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     channel = socket.socket(fileno=args.control)
+    gc.disable()  # the imports make only long-lived objects: no pass until they are frozen below
     try:
         for name in PRELOAD:
             importlib.import_module(name)
@@ -273,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     # pages are not written to by collections in the workers (gc.freeze, as CPython's docs advise for this).
     gc.collect()
     gc.freeze()
+    gc.enable()  # the workers forked from here collect as usual (and freeze their own start-up)
     threads = len(os.listdir("/proc/self/task"))
     if threads != 1:  # fork(2) copies only the calling thread: a lock another held would stay locked
         _reply(channel, {"error": f"{threads} threads after the imports; forking is unsafe"})
