@@ -63,6 +63,7 @@ PLAN_POLL = 0.02  # seconds between checks for a new plan
 # A client that takes longer (it stopped reading) gets the connection closed on an incomplete response.
 DRAIN_TIMEOUT = 30.0
 ABORT_GRACE = 1.0  # ... once the guest failed mid-stream, before the connection is cut
+_UNBOUNDED = 1 << 62  # the queue of an inline run: never full (the guest's body is capped by maxResponseSize)
 
 # Request ids: a random per-process prefix and a counter. Not uuid4: os.urandom
 # releases the GIL, and on a loaded worker the event loop then waits up to a
@@ -314,7 +315,8 @@ class WasmletApp:
         path: str, span: Any, request_id: str, trace_id: str, guard: AppGuard,
     ) -> tuple[int, str, GuestStats | None]:
         """Answer one routed request; return its status, failure cause ("" on success) and the guest's stats."""
-        if getattr(app.handler, "streams_request", False) and _may_stream(scope):  # the body streams in
+        if getattr(app.handler, "streams_request", False) and _may_stream(scope) and (
+                _has_body(headers) or scope.get("http_version", "1.1") not in ("1.1", "1.0")):  # the body streams in
             return await self._answer_streamed_in(scope, receive, send, app, headers, path, span, request_id,
                                                   trace_id, guard)
         held = _Held(self.bodies)
@@ -351,8 +353,10 @@ class WasmletApp:
         traceparent = self.telemetry.traceparent(span)
         handler = app.handler
         if getattr(handler, "streams_response", False) and _may_stream(scope):
+            # Its request is whole here: the guest may run inline (see _answer_streamed).
             return await self._answer_streamed(send, app, cast(StreamingHandler, handler), request, traceparent,
-                                               request_id, trace_id, guard)
+                                               request_id, trace_id, guard,
+                                               inline=self.inline.handler(app.name, handler) is not None)
         result: GuestResult | None = None
         try:
             deadline = None
@@ -458,6 +462,7 @@ class WasmletApp:
     async def _answer_streamed(
         self, send: Send, app: App, handler: StreamingHandler, request: CgiRequest, traceparent: str,
         request_id: str, trace_id: str, guard: AppGuard, upload: RequestBody | None = None,
+        inline: bool = False,
     ) -> tuple[int, str, GuestStats | None]:
         """Run a guest that streams its response (a wasi:http proxy component), sending it as it comes.
 
@@ -472,17 +477,42 @@ class WasmletApp:
         failed (too large, the worker's budget full, the client gone) decides the answer while
         no status is committed: 413, 503, or nothing (the client left); after, the response
         goes on as the guest makes it (the guest saw the failure as a stream error).
+
+        With ``inline`` (a request whose body is whole, an app that may run inline) the guest
+        first runs on the event loop's thread, as a WAGI guest does (``handle_inline``), into a
+        stream no sender reads yet and that never makes it wait; its outcome is then sent exactly
+        as a run on a thread would have been (a failure after the committed status still cuts the
+        response short). If it gives way, that stream is dropped unseen and it runs on a thread.
         """
         ids = [(b"x-request-id", request_id.encode("latin-1"))]
         loop = asyncio.get_running_loop()
+        failure: GuestError | None = None
+        result: GuestResult | None = None
+        deadline: float | None = None
+        if inline and upload is None and guard.free_now():
+            stream = ResponseStream(loop, limit=_UNBOUNDED)
+            try:
+                result, deadline = handler.handle_inline(request, traceparent, INLINE_BUDGET, sink=stream)
+            except GuestError as exc:
+                guard.record(exc)
+                self.inline.ran(app.name, exc.stats if isinstance(exc.stats, GuestStats) else None)
+                failure = exc
+            else:
+                if result is None:
+                    self.inline.gave_way(app.name)
+                else:
+                    guard.record(None)
+                    self.inline.ran(app.name, result.stats)
+            if result is not None or failure is not None:
+                stream.close()
+                sender = loop.create_task(stream.send_to(send, ids))
+                return await self._streamed_outcome(send, app, stream, sender, result, failure, None, ids,
+                                                    request_id, trace_id)
         stream = ResponseStream(loop)
         if upload is not None:
             upload.on_failure(stream.refuse)  # a body that fails before the guest commits a status decides
         sender = loop.create_task(stream.send_to(send, ids))
-        failure: GuestError | None = None
-        result: GuestResult | None = None
-        run = functools.partial(handler.handle, sink=stream) if upload is None else functools.partial(
-            handler.handle, sink=stream, source=upload)
+        run = functools.partial(handler.handle, sink=stream, source=upload, deadline=deadline)
         try:
             async with guard.slot():
                 try:
@@ -506,6 +536,15 @@ class WasmletApp:
             sender.cancel()
             raise
         stream.close()
+        return await self._streamed_outcome(send, app, stream, sender, result, failure, upload, ids, request_id,
+                                            trace_id)
+
+    async def _streamed_outcome(
+        self, send: Send, app: App, stream: ResponseStream, sender: asyncio.Task[None], result: GuestResult | None,
+        failure: GuestError | None, upload: RequestBody | None, ids: list[tuple[bytes, bytes]], request_id: str,
+        trace_id: str,
+    ) -> tuple[int, str, GuestStats | None]:
+        """After a streaming guest returned (``stream`` closed): send the rest, or fail as its point allows."""
         fields = {"app": app.name, "request_id": request_id, "trace_id": trace_id}
         if upload is not None:
             upload.close()  # the guest returned: nothing more of the body is received or held

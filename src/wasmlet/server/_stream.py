@@ -40,7 +40,10 @@ class StreamingHandler(Protocol):
     ``streams_request`` reads its request body from a source as it arrives (``_upload.RequestBody``)."""
 
     def handle(self, request: CgiRequest, traceparent: str = "", sink: ResponseStream | None = None,
-               source: RequestBody | None = None) -> GuestResult: ...
+               source: RequestBody | None = None, deadline: float | None = None) -> GuestResult: ...
+
+    def handle_inline(self, request: CgiRequest, traceparent: str = "", budget: float = ...,
+                      sink: ResponseStream | None = None) -> tuple[GuestResult | None, float]: ...
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

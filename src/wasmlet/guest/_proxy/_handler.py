@@ -118,6 +118,9 @@ class ProxyHandler:
         self._linker = linker
         self._handle = handle
         self._contexts = tuple(contexts)
+        # A run that can reach nothing outside its instance (no outbound HTTP, no Spin store or other
+        # host context) can be stopped and run again from the start unseen: see handle_inline.
+        self.inline_ok = not outbound and not self._contexts
         self._check_links()
 
     def _store(self, watch: runner._Watch) -> wasmtime.Store:
@@ -150,15 +153,37 @@ class ProxyHandler:
             del store
 
     def handle(self, request: CgiRequest, traceparent: str = "", sink: ResponseSink | None = None,
-               source: BodySource | None = None) -> GuestResult:
+               source: BodySource | None = None, deadline: float | None = None) -> GuestResult:
         """Run the component once for ``request``; raise a ``GuestError`` subclass if it fails.
 
         ``traceparent`` joins the incoming request's headers unless the client sent one. With ``sink``
         the response is streamed to it (see the module's docstring) and the result's body is empty.
         With ``source`` the guest reads the request body from it as it arrives, not ``request.body``.
+        ``deadline`` (``time.monotonic()``) replaces now + the timeout, for a request that already
+        spent some of it (``handle_inline``).
         """
-        started_ns = time.time_ns()
+        result = self._run(request, traceparent, sink, source,
+                           time.monotonic() + self.limits.timeout if deadline is None else deadline, 0.0)
+        assert result is not None
+        return result
+
+    def handle_inline(self, request: CgiRequest, traceparent: str = "", budget: float = 0.001,
+                      sink: ResponseSink | None = None) -> tuple[GuestResult | None, float]:
+        """Run the component on the calling thread (an event loop's) only while it stays short.
+
+        For handlers with ``inline_ok``, on a request whose body is already whole (``request.body``);
+        ``sink`` must never make a write wait (nobody sends from it while this runs). The guest
+        gives way, and this returns ``(None, deadline)``, at the first epoch check after it used
+        ``budget`` seconds of CPU or at its first wait (a clock, ``poll``): the caller drops what
+        reached ``sink`` unseen and runs the request again with ``handle(..., deadline=deadline)``
+        on a worker thread. The first run could reach nothing outside its instance.
+        """
         deadline = time.monotonic() + self.limits.timeout
+        return self._run(request, traceparent, sink, None, deadline, budget), deadline
+
+    def _run(self, request: CgiRequest, traceparent: str, sink: ResponseSink | None, source: BodySource | None,
+             deadline: float, budget: float) -> GuestResult | None:
+        started_ns = time.time_ns()
         headers = [(n, v.encode("latin-1", "replace")) for n, v in request.headers]
         if traceparent and not any(n == "traceparent" for n, _ in request.headers):
             headers.append(("traceparent", traceparent.encode("latin-1", "replace")))
@@ -169,6 +194,10 @@ class ProxyHandler:
         watch = runner._Watch(deadline, session, self.limits.max_response + 1, MAX_LOG + 1)  # type: ignore[arg-type]
         store = self._store(watch)
         cpu_started = time.thread_time()
+        if budget:
+            session.inline = True
+            watch.yield_at = cpu_started + budget
+            store.set_epoch_deadline(1)  # checked at every tick, as WagiHandler's inline runs
         instantiated_ns = 0
         failure: GuestError | None = None
         instance = None
@@ -190,6 +219,8 @@ class ProxyHandler:
             if stack is not None:
                 stack.close()
             leave(previous)
+        if budget and (session.gave_way or watch.reason == "yield"):
+            return None  # run again on a worker thread; nothing of this run was seen
         if failure is None and (session.timed_out or (outbound is not None and outbound.timed_out)):
             failure = GuestTimeout(f"{self.name}: the guest ran past its {self.limits.timeout:g}s deadline")
         del instance, store

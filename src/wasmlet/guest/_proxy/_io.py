@@ -72,6 +72,8 @@ class Pollable:
         return time.monotonic_ns() >= self.at
 
     def wait(self) -> None:
+        if not self.ready():
+            give_way_if_inline()
         if self.source is not None:
             _wait_for(self.source, current().deadline)
             return
@@ -115,8 +117,17 @@ class BodySource(Protocol):
     def wait(self, until: float) -> bool: ...
 
 
+def give_way_if_inline() -> None:
+    """In a run on the event loop's thread, stop the guest before it waits: it runs again on a worker thread."""
+    session = current()
+    if session.inline:
+        session.gave_way = True
+        raise Trap("wasmlet: the guest gives way to a worker thread (it would wait)")
+
+
 def _wait_for(source: BodySource, until: float) -> bool:
     """Wait for ``source`` until ``until``; past the request's deadline the guest is stopped (504)."""
+    give_way_if_inline()
     session = current()
     if source.wait(min(until, session.deadline)):
         return True

@@ -80,9 +80,11 @@ class Session:
         "exit",
         "failure",
         "finished",
+        "gave_way",
         "head",
         "headers",
         "held",
+        "inline",
         "log",
         "log_size",
         "max_body",
@@ -119,6 +121,9 @@ class Session:
         self.log_size = 0
         self.failure: str | None = None  # "output-limit", ...
         self.timed_out = False
+        # Run on the event loop's thread (ProxyHandler.handle_inline): the first wait gives way instead.
+        self.inline = False
+        self.gave_way = False
         self.denied: list[str] = []
         self.traceparent = ""
         self.held = 0  # bytes of fields and outbound bodies made in this request (see MAX_HELD)
