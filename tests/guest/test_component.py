@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,23 +25,13 @@ from wasmlet._errors import (
     MalformedResponse,
     ModuleError,
 )
-from wasmlet.engine import EpochTicker, build_engine
+from wasmlet.engine import build_engine
 from wasmlet.guest import CgiRequest, GuestLimits, WagiHandler
 from wasmlet.guest._component import ComponentHandler, build_component_linker, find_run_export
 from wasmlet.plan import EngineSettings
 
 GUESTS = Path(__file__).resolve().parents[1] / "guests" / "components"
 LIMITS = GuestLimits(memory=4 << 20, timeout=0.5, max_response=256 * 1024)
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[wasmtime.Engine]:
-    settings = EngineSettings(pool_instances=64, pool_max_memory=64 << 20, pool_warm_slots=8)
-    engine = build_engine(settings)
-    ticker = EpochTicker(engine, settings.epoch_tick)
-    ticker.start()
-    yield engine
-    ticker.stop()
 
 
 @pytest.fixture(scope="module")

@@ -28,21 +28,10 @@ from wasmlet._errors import (
     GuestTrap,
     ModuleError,
 )
-from wasmlet.engine import EpochTicker, build_engine
 from wasmlet.guest import CgiRequest, GuestResult, Handler, Linkers, ProxyHandler, build_handler
-from wasmlet.plan import EngineSettings, parse_manifest
+from wasmlet.plan import parse_manifest
 
 GUESTS = Path(__file__).resolve().parents[2] / "guests" / "components"
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[wasmtime.Engine]:
-    settings = EngineSettings(pool_instances=32, pool_max_memory=64 << 20, pool_warm_slots=4)
-    engine = build_engine(settings)
-    ticker = EpochTicker(engine, settings.epoch_tick)
-    ticker.start()
-    yield engine
-    ticker.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import wasmtime
-from tests.guest.proxy.test_proxy_handler import engine, linkers, make, request  # noqa: F401  (fixtures)
+from tests.guest.proxy.test_proxy_handler import linkers, make, request  # noqa: F401  (a fixture)
 
 from wasmlet._errors import GuestTrap
 from wasmlet.guest import Handler, Linkers, ProxyHandler
@@ -88,7 +88,7 @@ def test_the_retry_on_a_thread_answers_within_the_first_runs_deadline(guest: Pro
         guest.handle(request("/sleep"), deadline=time.monotonic() + 0.2)
 
 
-def test_only_a_component_that_reaches_nothing_outside_runs_inline(engine: wasmtime.Engine,  # noqa: F811
+def test_only_a_component_that_reaches_nothing_outside_runs_inline(engine: wasmtime.Engine,
                                                                    linkers: Linkers,  # noqa: F811
                                                                    guest: ProxyHandler) -> None:
     fetching: Handler = make(engine, linkers, capabilities={"allowedOutboundHosts": ["http://127.0.0.1:1"]})

@@ -20,7 +20,7 @@ answer became 507, that signal exists: update docs/guest-errors.md.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -31,22 +31,11 @@ import yaml
 from tests.conftest import GUESTS, Server, write_manifest
 
 from wasmlet._errors import GuestMemoryLimit, GuestTrap
-from wasmlet.engine import EpochTicker, build_engine
 from wasmlet.guest import CgiRequest, Handler, Linkers, build_handler
-from wasmlet.plan import EngineSettings, parse_manifest
+from wasmlet.plan import parse_manifest
 
 PROXY = GUESTS / "components" / "proxy_guest.wasm"
 PAGE = 64 << 10
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[wasmtime.Engine]:
-    settings = EngineSettings(pool_instances=16, pool_max_memory=64 << 20, pool_warm_slots=2)
-    engine = build_engine(settings)
-    ticker = EpochTicker(engine, settings.epoch_tick)
-    ticker.start()
-    yield engine
-    ticker.stop()
 
 
 def handler(engine: wasmtime.Engine, memory: str) -> Handler:

@@ -22,26 +22,14 @@ import wasmtime.component as wc
 from tests.guests import toolchains
 
 from wasmlet._errors import GuestTimeout, GuestTrap
-from wasmlet.engine import EpochTicker, build_engine
 from wasmlet.guest import CgiRequest, GuestLimits
 from wasmlet.guest._component import ComponentHandler, build_component_linker, find_run_export
 from wasmlet.guest._spin import KeyValueHost, KvLimits, SpinContext, app_file_name, define_spin, spin_context
-from wasmlet.plan import EngineSettings
 
 PROBE = Path(__file__).resolve().parent / "guest" / "spin_probe.wasm"
 BUILD = PROBE.with_name("build.sh")
 LIMITS = GuestLimits(memory=32 << 20, timeout=10.0, max_response=1 << 20)
 ENV = (("SPIN_VARIABLE_GREETING", "hello"), ("GREETING", "shadowed"), ("API_URL", "https://api.example.com"))
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[wasmtime.Engine]:
-    settings = EngineSettings(pool_instances=64, pool_max_memory=64 << 20, pool_warm_slots=8)
-    engine = build_engine(settings)
-    ticker = EpochTicker(engine, settings.epoch_tick)
-    ticker.start()
-    yield engine
-    ticker.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import wasmtime
 import wasmtime.component as wc
+from tests.guest.conftest import ticking_engine
 from tests.guests import toolchains
 
-from wasmlet.engine import EpochTicker, ModuleCache, build_engine
+from wasmlet.engine import ModuleCache
 from wasmlet.guest import CgiRequest, Handler, Linkers, build_handler
 from wasmlet.guest._spin import SPIN_INTERFACES, Err, KeyValueHost, spin_extension
 from wasmlet.guest._spin._abi import _refusal
@@ -35,11 +36,8 @@ _WASI = ("wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesyst
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[wasmtime.Engine]:
-    engine = build_engine(SETTINGS)
-    ticker = EpochTicker(engine, SETTINGS.epoch_tick)
-    ticker.start()
-    yield engine
-    ticker.stop()
+    with ticking_engine(SETTINGS) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
