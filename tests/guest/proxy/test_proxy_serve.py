@@ -6,17 +6,15 @@ from it, and each checks that the host still serves after its failure.
 
 from __future__ import annotations
 
-import contextlib
 import http.server
-import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.conftest import GUESTS, Server, free_port, write_manifest
+from tests.conftest import GUESTS, Server, write_manifest
+from tests.guest.proxy.conftest import serving
 
 PROXY = GUESTS / "components" / "proxy_guest.wasm"
 CAP = 2 << 20  # maxBodySize below
@@ -80,17 +78,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[
         {"name": "wagi", "properties": {"moduleURL": str(GUESTS.parent.parent / "examples" / "hello" / "hello.wasm"),
                                         "route": "/wagi"}},
     ], name="px")
-    env = dict(os.environ)
-    env.update(WASMLET_TEST_LOG=str(tmp_path / "serve.log"), WASMLET_CACHE_DIR=str(tmp_path / "cache"),
-               WASMLET_RUNTIME_DIR=str(tmp_path / "run"))
-    server = Server([str(manifest), "--workers", "1"], free_port(), env, tmp_path / "state")
-    try:
-        server.wait_ready()
+    with serving(manifest, tmp_path) as server:
         yield server
-    finally:
-        server.stop(timeout=10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.process.pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("size", [0, 1 << 20, CAP])

@@ -8,16 +8,14 @@ could only send after the last sleep.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import socket
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.conftest import GUESTS, Server, free_port, write_manifest
+from tests.conftest import GUESTS, Server, write_manifest
+from tests.guest.proxy.conftest import serving
 
 PROXY = GUESTS / "components" / "proxy_guest.wasm"
 TICK = 0.3  # the guest's sleep between two lines of /drip
@@ -37,17 +35,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         {"name": "trap", "properties": {"moduleURL": str(PROXY), "route": "/trap"}},
         {"name": "length", "properties": {"moduleURL": str(PROXY), "route": "/length"}},
     ], name="st")
-    env = dict(os.environ)
-    env.update(WASMLET_TEST_LOG=str(tmp_path / "serve.log"), WASMLET_CACHE_DIR=str(tmp_path / "cache"),
-               WASMLET_RUNTIME_DIR=str(tmp_path / "run"))
-    server = Server([str(manifest), "--workers", "1"], free_port(), env, tmp_path / "state")
-    try:
-        server.wait_ready()
+    with serving(manifest, tmp_path) as server:
         yield server
-    finally:
-        server.stop(timeout=10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.process.pid, signal.SIGKILL)
 
 
 def _wait_for_log(server: Server, text: str, timeout: float = 10) -> None:

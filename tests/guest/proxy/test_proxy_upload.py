@@ -9,9 +9,6 @@ the echo of the first chunk would only come after the last one was sent.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import GUESTS, Server, free_port, write_manifest
+from tests.conftest import GUESTS, Server, write_manifest
+from tests.guest.proxy.conftest import serving
 
 STREAM = GUESTS / "components" / "proxy_stream.wasm"
 CAP = 2 << 20  # maxBodySize of the app at /
@@ -37,19 +35,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         # A 2 s deadline: a client that stalls mid-body holds its guest no longer.
         {"name": "stall", "properties": {"moduleURL": str(STREAM), "route": "/stall", "timeout": "2s"}},
     ], name="ul")
-    env = dict(os.environ)
-    env.update(WASMLET_TEST_LOG=str(tmp_path / "serve.log"), WASMLET_CACHE_DIR=str(tmp_path / "cache"),
-               WASMLET_RUNTIME_DIR=str(tmp_path / "run"))
     # Two guest threads: a guest that leaked its worker thread would soon leave none for the next requests.
-    env["WASMLET_THREADS"] = "2"
-    server = Server([str(manifest), "--workers", "1"], free_port(), env, tmp_path / "state")
-    try:
-        server.wait_ready()
+    with serving(manifest, tmp_path, WASMLET_THREADS="2") as server:
         yield server
-    finally:
-        server.stop(timeout=10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.process.pid, signal.SIGKILL)
 
 
 def _wait_for_log(server: Server, text: str, timeout: float = 10, times: int = 1) -> None:
