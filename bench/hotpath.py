@@ -35,6 +35,7 @@ from wasmlet.control import plan_for_module
 from wasmlet.guest import WagiHandler, scratch_files
 from wasmlet.guest import _capi as capi
 from wasmlet.guest import _runner as runner
+from wasmlet.guest import _watch as watch_mod
 from wasmlet.guest._stdio import ScratchFiles
 from wasmlet.guest._wagi import environment
 from wasmlet.server import Host, WasmletApp
@@ -69,7 +70,7 @@ def staged(handler: WagiHandler, clock: dict[str, list[float]]) -> None:
     lane = files.lane
     env = environment(REQUEST, handler.route, handler.environment)
     argv = handler._argv.build(env, REQUEST.query)
-    watch = runner._Watch(time.monotonic() + 10, files, handler.limits.max_response, 1 << 20)
+    watch = watch_mod.Watch(time.monotonic() + 10, files, handler.limits.max_response, 1 << 20)
     t1 = now()
     config = capi.wasi_config_new()
     files = handler._configure(config, env, argv, b"", files)  # env + argv (cached name arrays) + both files
@@ -78,10 +79,10 @@ def staged(handler: WagiHandler, clock: dict[str, list[float]]) -> None:
     context = capi.store_context(store)
     capi.store_limiter(store, handler.limits.memory, -1, 2, 4, 1)
     capi.context_set_wasi(context, config)
-    watch_id = next(runner._watch_ids)
-    runner._watches[watch_id] = watch
-    capi.store_epoch_deadline_callback(store, runner._ON_DEADLINE, watch_id, runner._FORGET_WATCH)
-    capi.context_set_epoch_deadline(context, runner._CHECK_TICKS)
+    watch_id = next(watch_mod.watch_ids)
+    watch_mod.watches[watch_id] = watch
+    capi.store_epoch_deadline_callback(store, watch_mod.ON_DEADLINE, watch_id, watch_mod.FORGET_WATCH)
+    capi.context_set_epoch_deadline(context, watch_mod.CHECK_TICKS)
     t4 = now()
     lane.trap.value = None
     capi.instance_pre_instantiate(handler._pre_ptr, context, lane.instance_at, lane.trap_at)

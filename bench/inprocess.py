@@ -24,7 +24,7 @@ from _common import HELLO_WASM, machine, summary_us, temp_cache
 from wasmlet.control import plan_for_module
 from wasmlet.guest import CgiRequest, WagiHandler, build_argv, build_environment, parse_cgi_response
 from wasmlet.guest import _capi as capi
-from wasmlet.guest import _runner as runner
+from wasmlet.guest import _watch as watch_mod
 from wasmlet.guest._stdio import scratch_files
 from wasmlet.server import Host
 
@@ -67,11 +67,11 @@ def staged(handler: WagiHandler, clock: dict[str, list[float]]) -> bytes:
     store = wasmtime.Store(handler.engine)
     store.set_limits(memory_size=handler.limits.memory, instances=1, memories=1, tables=4)
     store.set_wasi(wasi)
-    watch = runner._Watch(time.monotonic() + 10, files, handler.limits.max_response, 1 << 20)
-    watch_id = next(runner._watch_ids)
-    runner._watches[watch_id] = watch
-    ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), runner._on_deadline, watch_id, runner._forget_watch)
-    store.set_epoch_deadline(runner._CHECK_TICKS)
+    watch = watch_mod.Watch(time.monotonic() + 10, files, handler.limits.max_response, 1 << 20)
+    watch_id = next(watch_mod.watch_ids)
+    watch_mod.watches[watch_id] = watch
+    ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), watch_mod.on_deadline, watch_id, watch_mod.forget_watch)
+    store.set_epoch_deadline(watch_mod.CHECK_TICKS)
     t3 = now()
     instance = handler._pre.instantiate(store)
     t4 = now()

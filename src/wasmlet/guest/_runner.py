@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import itertools
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -48,6 +46,17 @@ from ._wagi import (
     parse_cgi_response,
 )
 from ._wasi_http import OutboundContext, call_depth, outbound_context
+from ._watch import (
+    CHECK_TICKS,
+    FORGET_WATCH,
+    ON_DEADLINE,
+    GiveWay,
+    Watch,
+    forget_watch,
+    on_deadline,
+    watch_ids,
+    watches,
+)
 
 log = logging.getLogger("wasmlet.guest")
 
@@ -93,103 +102,6 @@ class GuestResult:
     stats: GuestStats
 
 
-class _Watch:
-    """What the epoch-deadline callback checks while a guest runs long.
-
-    A guest that finishes within ``_CHECK_TICKS`` epoch ticks never calls back
-    into Python. One that runs longer is checked once per interval: past its
-    deadline, or with stdout or stderr above their caps, it is stopped by
-    returning an error from the callback, which wasmtime raises as a trap.
-
-    A run on an event loop's thread (``WagiHandler.handle_inline``) has a
-    ``yield_at``: past it the guest is stopped the same way with the reason
-    ``"yield"``, to be run again on a worker thread.
-    """
-
-    __slots__ = ("deadline", "files", "instantiated_ns", "max_stderr", "max_stdout", "reason", "yield_at")
-
-    def __init__(self, deadline: float, files: ScratchFiles, max_stdout: int, max_stderr: int) -> None:
-        self.deadline = deadline
-        self.files = files
-        self.max_stdout = max_stdout
-        self.max_stderr = max_stderr
-        self.reason: str | None = None
-        # An inline run gives way once its thread has used this much CPU (time.thread_time()); 0: never.
-        # CPU, not wall-clock, time: on a busy machine the thread may wait for a core mid-run.
-        self.yield_at = 0.0
-        self.instantiated_ns = 0
-
-    def check(self) -> str | None:
-        out, err = self.files.sizes()
-        now = time.monotonic()
-        if out > self.max_stdout:
-            self.reason = "stdout"
-        elif err > self.max_stderr:
-            self.reason = "stderr"
-        elif now >= self.deadline:
-            self.reason = "timeout"
-        elif self.yield_at and time.thread_time() >= self.yield_at:
-            self.reason = "yield"
-        return self.reason
-
-
-class _GiveWay:
-    """What ``poll_oneoff`` sees during an inline run (``_sleep.Deadline``): a deadline already past.
-
-    So a guest that would wait for anything (a sleep, a clock, a descriptor)
-    is stopped at once, marked ``"yield"``, and run again on a worker thread,
-    never blocking the event loop.
-    """
-
-    __slots__ = ("watch",)
-    deadline = -math.inf
-
-    def __init__(self, watch: _Watch) -> None:
-        self.watch = watch
-
-    @property
-    def reason(self) -> str | None:
-        return self.watch.reason
-
-    @reason.setter
-    def reason(self, value: str | None) -> None:
-        self.watch.reason = "yield"
-
-
-_watches: dict[int, _Watch] = {}
-_watch_ids = itertools.count(1)
-_CHECK_TICKS = 2
-
-_DeadlineCallback = ctypes.CFUNCTYPE(
-    ctypes.c_size_t,
-    ctypes.POINTER(ffi.wasmtime_context_t),
-    ctypes.c_void_p,
-    ctypes.POINTER(ctypes.c_uint64),
-    ctypes.POINTER(ffi.wasmtime_update_deadline_kind_t),
-)
-_Finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-
-
-@_DeadlineCallback
-def _on_deadline(context, data, delta, kind):  # type: ignore[no-untyped-def]
-    watch = _watches.get(data or 0)
-    if watch is None or watch.check() is not None:
-        error = ffi.wasmtime_error_new(b"wasmlet: guest stopped by the host")
-        return ctypes.cast(error, ctypes.c_void_p).value or 0
-    delta[0] = 1 if watch.yield_at else _CHECK_TICKS
-    kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
-    return 0
-
-
-@_Finalizer
-def _forget_watch(data):  # type: ignore[no-untyped-def]
-    _watches.pop(data or 0, None)
-
-
-_ON_DEADLINE = ctypes.cast(_on_deadline, ctypes.c_void_p).value
-_FORGET_WATCH = ctypes.cast(_forget_watch, ctypes.c_void_p).value
-
-
 class _Names(dict[str, bytes]):
     """Strings encoded once: most environment names and values are the same on every request.
 
@@ -215,7 +127,7 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def _outcome(name: str, limits: GuestLimits, files: ScratchFiles, watch: _Watch, failure: GuestError | None,
+def _outcome(name: str, limits: GuestLimits, files: ScratchFiles, watch: Watch, failure: GuestError | None,
              stats: GuestStats) -> GuestResult:
     """After the store is dropped: the response, or the failure raised (output caps and timeouts first)."""
     out_size, err_size = files.sizes()
@@ -285,7 +197,7 @@ class GuestRun:
             self.files = scratch_files(renew=True)
             self.wasi.stdout_file = self.files.stdout_path
             self.wasi.stderr_file = self.files.stderr_path
-        self.watch = _Watch(self.deadline, self.files, limits.max_response, _MAX_STDERR)
+        self.watch = Watch(self.deadline, self.files, limits.max_response, _MAX_STDERR)
         self.failure: GuestError | None = None
         self.instantiated_ns = 0
         self._cpu_started = 0.0
@@ -295,10 +207,10 @@ class GuestRun:
         store = wasmtime.Store(engine)
         store.set_limits(memory_size=self.limits.memory, instances=instances, memories=memories, tables=tables)
         store.set_wasi(self.wasi)
-        watch_id = next(_watch_ids)
-        _watches[watch_id] = self.watch
-        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), _on_deadline, watch_id, _forget_watch)
-        store.set_epoch_deadline(_CHECK_TICKS)
+        watch_id = next(watch_ids)
+        watches[watch_id] = self.watch
+        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), on_deadline, watch_id, forget_watch)
+        store.set_epoch_deadline(CHECK_TICKS)
         self._cpu_started = time.thread_time()
         return store
 
@@ -400,7 +312,7 @@ class WagiHandler:
         if traceparent:
             env["TRACEPARENT"] = traceparent  # after the manifest's: its TRACEPARENT, if any, gives way
         argv = self._argv.build(env, request.query)
-        watch = _Watch(time.monotonic() + limits.timeout if deadline is None else deadline, files,
+        watch = Watch(time.monotonic() + limits.timeout if deadline is None else deadline, files,
                        limits.max_response, _MAX_STDERR)
         config = capi.wasi_config_new()
         try:
@@ -418,13 +330,13 @@ class WagiHandler:
             error = capi.context_set_wasi(context, config)  # takes the config, also on error
             if error:
                 raise capi.error_from(error)
-            watch_id = next(_watch_ids)
-            _watches[watch_id] = watch
-            capi.store_epoch_deadline_callback(store, _ON_DEADLINE, watch_id, _FORGET_WATCH)
+            watch_id = next(watch_ids)
+            watches[watch_id] = watch
+            capi.store_epoch_deadline_callback(store, ON_DEADLINE, watch_id, FORGET_WATCH)
             if budget:
                 capi.context_set_epoch_deadline(context, 1)
             else:
-                capi.context_set_epoch_deadline(context, _CHECK_TICKS)
+                capi.context_set_epoch_deadline(context, CHECK_TICKS)
             outbound = OutboundContext(self.outbound, deadline=watch.deadline, app=self.name,
                                        traceparent=traceparent,
                                        depth=call_depth(request.headers)) if self.outbound else None
@@ -432,7 +344,7 @@ class WagiHandler:
             if budget:
                 watch.yield_at = cpu_started + budget
             try:
-                with bind_deadline(_GiveWay(watch) if budget else watch):
+                with bind_deadline(GiveWay(watch) if budget else watch):
                     if outbound is not None:
                         with outbound_context(outbound):
                             self._instantiate_and_call(context, lane, watch)
@@ -505,7 +417,7 @@ class WagiHandler:
                 raise wasmtime.WasmtimeError(f"failed to preopen {host!r}")
         return files
 
-    def _instantiate_and_call(self, context: int, lane: capi.Lane, watch: _Watch) -> None:
+    def _instantiate_and_call(self, context: int, lane: capi.Lane, watch: Watch) -> None:
         """Instantiate into ``context`` and run the entrypoint; the instance's time.time_ns() goes to ``watch``."""
         lane.trap.value = None
         error = capi.instance_pre_instantiate(self._pre_ptr, context, lane.instance_at, lane.trap_at)

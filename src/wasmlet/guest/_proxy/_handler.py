@@ -51,10 +51,10 @@ from ..._errors import (
 )
 from ...engine import EpochTicker
 from ...plan import AllowedHost
-from .. import _runner as runner
 from .._runner import GuestLimits, GuestResult, GuestStats, first_line
 from .._wagi import CgiRequest, CgiResponse
 from .._wasi_http import OutboundContext, call_depth, outbound_context
+from .._watch import CHECK_TICKS, Watch, forget_watch, on_deadline, watch_ids, watches
 from . import _abi as abi
 from . import _ids as ids
 from ._cli import Exit
@@ -123,21 +123,21 @@ class ProxyHandler:
         self.inline_ok = not outbound and not self._contexts
         self._check_links()
 
-    def _store(self, watch: runner._Watch) -> wasmtime.Store:
+    def _store(self, watch: Watch) -> wasmtime.Store:
         store = wasmtime.Store(self.engine)
         store.set_limits(memory_size=self.limits.memory, instances=_MAX_CORE_INSTANCES, memories=_MAX_MEMORIES,
                          tables=_MAX_TABLES)
-        watch_id = next(runner._watch_ids)
-        runner._watches[watch_id] = watch
-        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), runner._on_deadline, watch_id, runner._forget_watch)
-        store.set_epoch_deadline(runner._CHECK_TICKS)
+        watch_id = next(watch_ids)
+        watches[watch_id] = watch
+        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), on_deadline, watch_id, forget_watch)
+        store.set_epoch_deadline(CHECK_TICKS)
         return store
 
     def _check_links(self) -> None:
         """Refuse at deploy what cannot link (as ``ComponentHandler``: a trial instantiation under a deadline)."""
         timeout = min(self.limits.timeout, _TRIAL_TIMEOUT)
         session = Session(self.name, _PROBE, [], time.monotonic() + timeout, self.limits.max_response, (), None)
-        watch = runner._Watch(session.deadline, session, self.limits.max_response, MAX_LOG)  # type: ignore[arg-type]
+        watch = Watch(session.deadline, session, self.limits.max_response, MAX_LOG)
         store = self._store(watch)
         try:
             with EpochTicker(self.engine, _TRIAL_TICK), bind(session):
@@ -191,7 +191,7 @@ class ProxyHandler:
                                    depth=call_depth(request.headers)) if self.outbound else None
         session = Session(self.name, request, headers, deadline, self.limits.max_response, self.environment, outbound,
                           sink, None if sink is None else self._head_or_none, source)
-        watch = runner._Watch(deadline, session, self.limits.max_response + 1, MAX_LOG + 1)  # type: ignore[arg-type]
+        watch = Watch(deadline, session, self.limits.max_response + 1, MAX_LOG + 1)
         store = self._store(watch)
         cpu_started = time.thread_time()
         if budget:
@@ -260,7 +260,7 @@ class ProxyHandler:
         if error:
             raise wasmtime.WasmtimeError._from_ptr(error)
 
-    def _classify(self, exc: wasmtime.WasmtimeError, session: Session, watch: runner._Watch,
+    def _classify(self, exc: wasmtime.WasmtimeError, session: Session, watch: Watch,
                   instantiated: bool) -> GuestError | None:
         text = str(exc)
         if session.bad is not None:

@@ -230,7 +230,7 @@ class Session:
             self.log.append(data)
 
     def sizes(self) -> tuple[int, int]:
-        """For the deadline watch (``_runner._Watch``): (response bytes, log bytes)."""
+        """For the deadline watch (``_watch.Watch``): (response bytes, log bytes)."""
         return self.body_size, self.log_size
 
 
