@@ -269,8 +269,10 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
     from ._multiproc import prepare_metrics_dir, sweep_stale_dirs
 
     # Start-up makes ~60,000 long-lived objects (imports, the deploy) and no garbage worth a pass:
-    # the collector stays off until the host serves (_serve), ~85 ms sooner to the first 200.
+    # the collector stays off until the host serves (_serve), ~85 ms sooner to the first 200, and
+    # is on again whatever happens (a command run in-process, say by a test, that fails first).
     gc.disable()
+    ctx.call_on_close(gc.enable)
     sweep_stale_dirs()  # what a host killed with SIGKILL left in the temp and shared-memory folders
     prepare_metrics_dir()  # before prometheus_client is imported by what follows
     if server != "granian":
