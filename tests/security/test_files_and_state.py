@@ -179,8 +179,8 @@ def test_removing_the_cache_stops_nothing(serve: Serve, tmp_path: Path) -> None:
     shutil.rmtree(modules)  # ... and the files the versions came from are gone too: only the state has them
     second = serve(state_dir=state, workers=2)
     for _ in range(10):
-        assert httpx.get(second.url + "/hello", timeout=10).text == HELLO_TEXT
-        assert httpx.get(second.url + "/echo", timeout=10).status_code == 200
+        assert httpx.get(second.url + "/hello", timeout=10).text == HELLO_TEXT, second.output()
+        assert httpx.get(second.url + "/echo", timeout=10).status_code == 200, second.output()
     time.sleep(1.0)  # a crash loop would have restarted workers by now
     assert restarts(second) == 0, second.output()
     assert app_state(second, "kept/hello")["state"] == "serving"
