@@ -173,3 +173,55 @@ def test_a_shared_folder_given_as_cache_root_is_not_chmodded(engine: wasmtime.En
     for folder in (shared / "modules", path.parent):  # what holds the native code is private all the same
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE((shared / "artifact.key").stat().st_mode) == 0o600
+
+
+
+def test_a_worker_never_removes_the_artifact_another_has_just_compiled(engine: wasmtime.Engine,
+                                                                      tmp_path: Path) -> None:
+    """Two workers forked together after the cache was removed (seen in CI): A found the artifact
+    missing, B compiled and stored it, A's recompile began by removing it, and B's own load then
+    failed: B's app answered 503. Forced here step by step; now one compiles while the other waits."""
+    digest = sha256_hex(HELLO)
+    a, b = ModuleCache(engine, SETTINGS, tmp_path), ModuleCache(engine, SETTINGS, tmp_path)
+    a_checked, a_invalidated = threading.Event(), threading.Event()
+    a_open, b_compile = a._open_checked, b.compile
+
+    def a_open_checked(digest_: str, path: Path) -> int | None:
+        fd = a_open(digest_, path)
+        if not a_checked.is_set():  # A's first look: missing. B goes on while A pauses here.
+            a_checked.set()
+            b_stored.wait(10)
+        return fd
+
+    def a_invalidate(path: Path) -> None:
+        ModuleCache._invalidate(a, path)
+        a_invalidated.set()
+
+    b_stored = threading.Event()
+
+    def b_compile_then_pause(wasm: bytes, name: str = "module") -> tuple[str, Path]:
+        result = b_compile(wasm, name)
+        b_stored.set()  # B's artifact is on disk; A resumes ...
+        a_invalidated.wait(2)  # ... and, unlocked, removed it before B's own load read it back
+        return result
+
+    a._open_checked = a_open_checked  # type: ignore[method-assign]
+    a._invalidate = a_invalidate  # type: ignore[method-assign]
+    b.compile = b_compile_then_pause  # type: ignore[method-assign]
+    failures: list[BaseException] = []
+
+    def load(cache: ModuleCache) -> None:
+        try:
+            cache.load(digest, HELLO, "hello")
+        except BaseException as exc:
+            failures.append(exc)
+
+    first = threading.Thread(target=load, args=(a,))
+    first.start()
+    assert a_checked.wait(10)
+    second = threading.Thread(target=load, args=(b,))
+    second.start()
+    for thread in (first, second):
+        thread.join(30)
+    assert failures == []
+    assert not a_invalidated.is_set()  # A found B's artifact under the lock: nothing to recompile

@@ -5,6 +5,7 @@ Layout under the cache root (``$XDG_CACHE_HOME/wasmlet`` by default, mode 0700):
     artifact.key                                             32 random bytes, 0600: the host's key
     modules/<engine fingerprint>/<module sha256>.cwasm       the artifact (native code), 0600
     modules/<engine fingerprint>/<module sha256>.cwasm.mac   HMAC-SHA256 of it, 0600
+    modules/<engine fingerprint>/<module sha256>.cwasm.lock  taken while one process recompiles it
 
 wasmtime trusts a serialized artifact completely (deserialising is ``unsafe``
 in its Rust API: the artifact *is* native code), so a plain digest beside it
@@ -24,6 +25,7 @@ file of this user is replaced, which invalidates every artifact made with it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -32,7 +34,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import wasmtime
@@ -231,6 +233,7 @@ class ModuleCache:
         kind = wasmtime.component.Component if component else wasmtime.Module
         path = self.artifact_path(digest)
         fd = self._open_checked(digest, path)
+        refused = False
         if fd is not None:
             try:
                 module = _deserialize(kind, self.engine, fd)
@@ -240,6 +243,7 @@ class ModuleCache:
                 return module
             except wasmtime.WasmtimeError as exc:
                 log.warning("cache: %s: artifact %s refused by wasmtime (%s); recompiling", name, path.name, exc)
+                refused = True
             finally:
                 os.close(fd)
         if callable(wasm):
@@ -248,9 +252,15 @@ class ModuleCache:
             raise CacheError(f"{name}: no usable precompiled artifact for sha256:{digest} in {self.root}")
         if sha256_hex(wasm) != digest:
             raise CacheError(f"{name}: module bytes do not match sha256:{digest}")
-        self._invalidate(path)
-        self.compile(wasm, name)
-        fd = self._open_checked(digest, path)
+        # Workers forked together all find the artifact missing at once (a cache removed under a
+        # restarting host): one compiles, the others wait and take its artifact. Unlocked, one's
+        # _invalidate removed what another had just written, and that one's app answered 503.
+        with self._compiling(path):
+            fd = None if refused else self._open_checked(digest, path)
+            if fd is None:
+                self._invalidate(path)
+                self.compile(wasm, name)
+                fd = self._open_checked(digest, path)
         if fd is None:
             raise CacheError(f"{name}: the artifact for sha256:{digest} changed while it was being written")
         try:
@@ -289,6 +299,23 @@ class ModuleCache:
                         "from elsewhere); recompiling", path.name)
             return None
         return fd
+
+    @contextlib.contextmanager
+    def _compiling(self, path: Path) -> Iterator[None]:
+        """Hold the artifact's compile lock (``flock(2)`` on ``<artifact>.lock``) across processes."""
+        try:
+            _private_root(self.base)
+            for folder in (self.base / "modules", path.parent):
+                _private_dir(folder)
+            lock = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                           0o600)
+        except OSError as exc:
+            raise CacheError(f"cannot use the module cache at {path.parent}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(lock)
 
     def _invalidate(self, path: Path) -> None:
         path.unlink(missing_ok=True)
