@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import wasmtime
 
 from wasmlet.plan import Plan
 
@@ -39,6 +40,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def label_module(path: Path, label: str) -> Path:
+    """A real WAGI module (from WAT) that answers with ``label``: a new label is a new version."""
+    body = f"Content-Type: text/plain\n\n{label}\n"
+    escaped = "".join(f"\\{b:02x}" for b in body.encode())
+    path.write_bytes(wasmtime.wat2wasm(f"""
+    (module
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 64) "{escaped}")
+      (data (i32.const 0) "\\40\\00\\00\\00\\{len(body):02x}\\00\\00\\00")
+      (func (export "_start") (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))
+    """))
+    return path
 
 
 def write_manifest(path: Path, components: list[dict[str, object]], name: str = "test") -> Path:

@@ -13,30 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import wasmtime
-from tests.conftest import EXAMPLES, GUESTS, Server, free_port, write_manifest
+from tests.conftest import EXAMPLES, GUESTS, Server, free_port, label_module, write_manifest
 
 Serve = Callable[..., Server]
 
 
-def versioned_module(path: Path, label: str) -> Path:
-    """A real WAGI module (from WAT) that answers with ``label``."""
-    body = f"Content-Type: text/plain\n\n{label}\n"
-    escaped = "".join(f"\\{b:02x}" for b in body.encode())
-    wat = f"""
-    (module
-      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-      (memory (export "memory") 1)
-      (data (i32.const 64) "{escaped}")
-      (data (i32.const 0) "\\40\\00\\00\\00\\{len(body):02x}\\00\\00\\00")
-      (func (export "_start") (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))
-    """
-    path.write_bytes(wasmtime.wat2wasm(wat))
-    return path
-
-
 def manifest_for(tmp_path: Path, label: str, name: str = "web") -> Path:
-    module = versioned_module(tmp_path / f"{label}.wasm", label)
+    module = label_module(tmp_path / f"{label}.wasm", label)
     return write_manifest(tmp_path / f"{label}.yaml", [{"name": name, "properties": {
         "moduleURL": str(module), "route": "/"}}], name="hot")
 
@@ -214,7 +197,7 @@ def test_watch_redeploys_on_change(serve: Serve, tmp_path: Path) -> None:
     manifest = manifest_for(tmp_path, "first")
     server = serve(str(manifest), "--watch")
     assert body(server) == "first"
-    versioned_module(tmp_path / "first.wasm", "edited")  # same path, new bytes
+    label_module(tmp_path / "first.wasm", "edited")  # same path, new bytes
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and body(server) != "edited":
         time.sleep(0.2)
@@ -226,7 +209,7 @@ def test_watch_redeploys_on_change(serve: Serve, tmp_path: Path) -> None:
 
 
 def _limited(tmp_path: Path, label: str, properties: dict[str, object]) -> Path:
-    module = versioned_module(tmp_path / f"{label}.wasm", label)
+    module = label_module(tmp_path / f"{label}.wasm", label)
     return write_manifest(tmp_path / f"{label}.yaml", [{"name": "web", "properties": {
         "moduleURL": str(module), "route": "/", **properties}}], name="hot")
 

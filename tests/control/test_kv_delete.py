@@ -15,8 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import wasmtime
-from tests.conftest import GUESTS, Server, write_manifest
+from tests.conftest import GUESTS, Server, label_module, write_manifest
 
 from wasmlet.control import ControlPlane, StateStore
 from wasmlet.engine import default_cache_dir
@@ -27,25 +26,11 @@ PROXY_KV = GUESTS / "components" / "proxy_kv.wasm"
 APP = "shop"  # the manifest's app: every component of it shares <state>/kv/shop.sqlite
 
 
-def module(path: Path, label: str) -> Path:
-    """A real WAGI module (WAT) answering ``label``: a new label is a new version."""
-    body = f"Content-Type: text/plain\n\n{label}\n"
-    escaped = "".join(f"\\{b:02x}" for b in body.encode())
-    path.write_bytes(wasmtime.wat2wasm(f"""
-    (module
-      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-      (memory (export "memory") 1)
-      (data (i32.const 64) "{escaped}")
-      (data (i32.const 0) "\\40\\00\\00\\00\\{len(body):02x}\\00\\00\\00")
-      (func (export "_start") (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))
-    """))
-    return path
-
-
 def manifest(tmp_path: Path, label: str, components: tuple[str, ...] = ("web",), app: str = APP) -> Path:
     return write_manifest(tmp_path / f"{app}-{label}.yaml", [
-        {"name": name, "properties": {"moduleURL": str(module(tmp_path / f"{label}-{name}.wasm", f"{label} {name}")),
-                                      "route": f"/{app}/{name}"}} for name in components], name=app)
+        {"name": name, "properties": {
+            "moduleURL": str(label_module(tmp_path / f"{label}-{name}.wasm", f"{label} {name}")),
+            "route": f"/{app}/{name}"}} for name in components], name=app)
 
 
 @pytest.fixture

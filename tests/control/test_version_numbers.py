@@ -17,38 +17,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import wasmtime
-from tests.conftest import Server, write_manifest
+from tests.conftest import Server, label_module, write_manifest
 
 Serve = Callable[..., Server]
 
 
-def module(path: Path, label: str) -> Path:
-    """A real WAGI module (from WAT) that answers with ``label``."""
-    body = f"Content-Type: text/plain\n\n{label}\n"
-    escaped = "".join(f"\\{b:02x}" for b in body.encode())
-    path.write_bytes(wasmtime.wat2wasm(f"""
-    (module
-      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-      (memory (export "memory") 1)
-      (data (i32.const 64) "{escaped}")
-      (data (i32.const 0) "\\40\\00\\00\\00\\{len(body):02x}\\00\\00\\00")
-      (func (export "_start") (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))
-    """))
-    return path
-
-
 def shop(tmp_path: Path, web_label: str) -> Path:
     return write_manifest(tmp_path / "shop.yaml", [  # one file: shop/api stays unchanged
-        {"name": "api", "properties": {"moduleURL": str(module(tmp_path / "api.wasm", "api")), "route": "/api"}},
-        {"name": "web", "properties": {"moduleURL": str(module(tmp_path / f"{web_label}.wasm", web_label)),
+        {"name": "api", "properties": {"moduleURL": str(label_module(tmp_path / "api.wasm", "api")), "route": "/api"}},
+        {"name": "web", "properties": {"moduleURL": str(label_module(tmp_path / f"{web_label}.wasm", web_label)),
                                        "route": "/"}},
     ], name="shop")
 
 
 def blog(tmp_path: Path, label: str = "blog") -> Path:
     return write_manifest(tmp_path / f"{label}.yaml", [
-        {"name": "web", "properties": {"moduleURL": str(module(tmp_path / f"{label}.wasm", label)),
+        {"name": "web", "properties": {"moduleURL": str(label_module(tmp_path / f"{label}.wasm", label)),
                                        "route": "/blog"}},
     ], name="blog")
 
