@@ -14,7 +14,8 @@ serve; the worker side (engine, guest, server, telemetry) serves it; both read
     5  server                                  HTTP, admission, workers and their supervisor
     6  control                                 prepare, state, the admin API
     7  lattice                                 past one machine: state, membership, placement on NATS
-    8  _serve, _run, _top_view, _new, _k8s, cli  the commands, which join the two sides
+    8  _serve, _run, _top_view, _new, _k8s,    the commands, which join the two sides
+       _cli, cli                               (cli: the thin ``main`` group; _cli: its commands)
 
 A module imports from its own package or a lower layer, never a higher one;
 the worker side never imports the control side, registry or signing; and no
@@ -41,7 +42,7 @@ LAYER = {
     "server": 5,
     "control": 6,
     "lattice": 7,
-    "_serve": 8, "_run": 8, "_top_view": 8, "_new": 8, "_k8s": 8, "cli": 8, "__main__": 8, "__init__": 8,
+    "_serve": 8, "_run": 8, "_top_view": 8, "_new": 8, "_k8s": 8, "_cli": 8, "cli": 8, "__main__": 8, "__init__": 8,
 }
 TOP = 8
 WORKER_SIDE = {"engine", "guest", "server", "telemetry"}
