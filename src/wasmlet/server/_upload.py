@@ -35,7 +35,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 class Budget(Protocol):
-    """The worker's ``BodyBudget`` (``_asgi``): bytes of request bodies held at once."""
+    """The worker's ``BodyBudget`` (``_body``): bytes of request bodies held at once."""
 
     def take(self, size: int) -> bool: ...
 

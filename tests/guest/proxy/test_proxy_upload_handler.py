@@ -27,7 +27,7 @@ from wasmlet.guest._proxy._abi import Trap
 from wasmlet.guest._proxy._io import SourceStream, _poll, timer
 from wasmlet.guest._proxy._state import Session, bind
 from wasmlet.plan import EngineSettings, parse_manifest
-from wasmlet.server._asgi import BodyBudget
+from wasmlet.server._body import BodyBudget
 from wasmlet.server._upload import RequestBody
 
 GUESTS = Path(__file__).resolve().parents[2] / "guests" / "components"
