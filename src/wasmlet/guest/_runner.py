@@ -33,6 +33,7 @@ from .._errors import (
 )
 from ..plan import AllowedHost
 from . import _capi as capi
+from . import _native as native
 from ._imports import Preopen
 from ._sleep import bind_deadline
 from ._stdio import ScratchFiles, scratch_files
@@ -275,6 +276,8 @@ class WagiHandler:
             ) from exc
         self._engine_ptr = ctypes.cast(engine.ptr(), ctypes.c_void_p).value
         self._pre_ptr = ctypes.cast(self._pre.ptr(), ctypes.c_void_p).value
+        # The C helper makes the run's calls in one crossing; it has no preopens (a rare grant).
+        self._fast = None if self._preopens else native.fast_path()
 
     def handle(self, request: CgiRequest, traceparent: str = "", deadline: float | None = None) -> GuestResult:
         """Run the guest once for ``request``; raise a ``GuestError`` subclass if it fails.
@@ -306,94 +309,151 @@ class WagiHandler:
              budget: float) -> GuestResult | None:
         limits = self.limits
         started_ns = time.time_ns()
-        files = scratch_files()
-        lane = files.lane
         env = environment(request, self.route, self.environment)
         if traceparent:
             env["TRACEPARENT"] = traceparent  # after the manifest's: its TRACEPARENT, if any, gives way
         argv = self._argv.build(env, request.query)
+        files = scratch_files()
         watch = Watch(time.monotonic() + limits.timeout if deadline is None else deadline, files,
-                       limits.max_response, _MAX_STDERR)
+                      limits.max_response, _MAX_STDERR)
+        outbound = OutboundContext(self.outbound, deadline=watch.deadline, app=self.name,
+                                   traceparent=traceparent,
+                                   depth=call_depth(request.headers)) if self.outbound else None
+        # Memory is read on failure (to tell a memory-limit hit apart) and on one
+        # request in eight otherwise, for the high-water metric.
+        self._served += 1
+        calls = self._calls if self._fast is None else self._calls_native
+        cpu_started = time.thread_time()
+        if budget:
+            watch.yield_at = cpu_started + budget
+        with bind_deadline(GiveWay(watch) if budget else watch):
+            if outbound is not None:
+                with outbound_context(outbound):
+                    failure, memory, files = calls(env, argv, request.body, files, watch, budget)
+            else:
+                failure, memory, files = calls(env, argv, request.body, files, watch, budget)
+        cpu = time.thread_time() - cpu_started
+        if watch.reason == "yield":
+            return None
+        if outbound is not None and outbound.timed_out and watch.reason is None:
+            watch.reason = "timeout"  # an outbound request reached the deadline: the guest's answer is late
+        if failure is not None and self._at_memory_limit(memory):
+            failure = GuestMemoryLimit(
+                f"{self.name}: the guest failed at its memory limit ({memory} of {limits.memory} bytes): {failure}"
+            )
+        finished_ns = time.time_ns()
+        stats = GuestStats(started_ns, watch.instantiated_ns or finished_ns, finished_ns, cpu, memory)
+        return _outcome(self.name, limits, files, watch, failure, stats)
+
+    def _calls(self, env: dict[str, str], argv: list[str], body: bytes, files: ScratchFiles, watch: Watch,
+               budget: float) -> tuple[GuestError | None, int, ScratchFiles]:
+        """The run's wasmtime calls one by one: the guest's failure, if any, its memory (0: not read) and
+        the scratch files it wrote to (``files``, or new ones if those were removed under us)."""
         config = capi.wasi_config_new()
         try:
-            files = self._configure(config, env, argv, request.body, files)
+            files = self._configure(config, env, argv, body, files)
         except BaseException:
             capi.wasi_config_delete(config)
             raise
-        watch.files, lane = files, files.lane  # new ones if the old were removed under us
+        watch.files = files  # new ones if the old were removed under us
+        lane = files.lane
         store = capi.store_new(self._engine_ptr, None, None)
         context = capi.store_context(store)
-        failure: GuestError | None = None
-        memory = 0
         try:
-            capi.store_limiter(store, limits.memory, -1, 2, 4, 1)  # 2 instances: the sleep trampoline (_sleep)
+            capi.store_limiter(store, self.limits.memory, -1, 2, 4, 1)  # 2 instances: the sleep trampoline
             error = capi.context_set_wasi(context, config)  # takes the config, also on error
             if error:
                 raise capi.error_from(error)
             watch_id = next(watch_ids)
             watches[watch_id] = watch
             capi.store_epoch_deadline_callback(store, ON_DEADLINE, watch_id, FORGET_WATCH)
-            if budget:
-                capi.context_set_epoch_deadline(context, 1)
-            else:
-                capi.context_set_epoch_deadline(context, CHECK_TICKS)
-            outbound = OutboundContext(self.outbound, deadline=watch.deadline, app=self.name,
-                                       traceparent=traceparent,
-                                       depth=call_depth(request.headers)) if self.outbound else None
-            cpu_started = time.thread_time()
-            if budget:
-                watch.yield_at = cpu_started + budget
+            capi.context_set_epoch_deadline(context, 1 if budget else CHECK_TICKS)
+            failure: GuestError | None = None
             try:
-                with bind_deadline(GiveWay(watch) if budget else watch):
-                    if outbound is not None:
-                        with outbound_context(outbound):
-                            self._instantiate_and_call(context, lane, watch)
-                    else:
-                        self._instantiate_and_call(context, lane, watch)
-            except wasmtime.ExitTrap as exc:
-                if exc.code != 0:
-                    failure = GuestExit(f"{self.name}: the guest exited with status {exc.code}", exc.code)
-            except wasmtime.Trap as exc:
-                failure = self._classify_trap(exc)
-            except wasmtime.WasmtimeError as exc:
-                failure = GuestTrap(f"{self.name}: {first_line(exc)}")
-            cpu = time.thread_time() - cpu_started
-            if watch.reason == "yield":
-                return None
-            if outbound is not None and outbound.timed_out and watch.reason is None:
-                watch.reason = "timeout"  # an outbound request reached the deadline: the guest's answer is late
-            # Memory is read on failure (to tell a memory-limit hit apart) and on one
-            # request in eight otherwise, for the high-water metric.
-            self._served += 1
-            instantiated_ns = watch.instantiated_ns
-            if instantiated_ns and (failure is not None or self._served % 8 == 1):
+                self._instantiate_and_call(context, lane, watch)
+            except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+                failure = self._failure(exc)
+            memory = 0
+            if watch.instantiated_ns and (failure is not None or self._served % 8 == 1):
                 memory = lane.memory_size(context)
         finally:
             capi.store_delete(store)  # release the pool slot and WASI's handles on the scratch files now
-        if failure is not None and self._at_memory_limit(memory):
-            failure = GuestMemoryLimit(
-                f"{self.name}: the guest failed at its memory limit ({memory} of {limits.memory} bytes): {failure}"
-            )
-        finished_ns = time.time_ns()
-        stats = GuestStats(started_ns, instantiated_ns or finished_ns, finished_ns, cpu, memory)
-        return _outcome(self.name, limits, files, watch, failure, stats)
+        return failure, memory, files
+
+    def _calls_native(self, env: dict[str, str], argv: list[str], body: bytes, files: ScratchFiles, watch: Watch,
+                      budget: float) -> tuple[GuestError | None, int, ScratchFiles]:
+        """``_calls`` made by the C helper in one crossing (``_native``); the same calls, in the same order."""
+        fast = self._fast
+        assert fast is not None
+        names, values_at, values_owner = self._env_arrays(env)
+        words = list(map(_encode, argv))
+        argv_at, argv_owner = capi.string_array(words)
+        for _ in range(2):  # a second time with new scratch files if the old were removed under us
+            lane = files.lane
+            if lane.fast is None:
+                lane.fast = native.new_run(lane)
+            run, run_at = lane.fast
+            run.engine, run.pre = self._engine_ptr, self._pre_ptr
+            run.envc, run.names, run.values = names[0], names[1], values_at
+            run.argc, run.argv = len(words), argv_at
+            if body:
+                capi.byte_vec_new(lane.stdin_at, len(body), body)  # copies the bytes; the config takes them
+                run.stdin_vec = lane.stdin_at
+            else:
+                run.stdin_vec = None
+            run.stdout_path, run.stderr_path = files.stdout_bytes, files.stderr_bytes
+            run.memory = self.limits.memory
+            run.epoch_deadline = 1 if budget else CHECK_TICKS
+            run.entry, run.entry_len = self._entrypoint, len(self._entrypoint)
+            run.want_memory = self._served % 8 == 1
+            watch_id = next(watch_ids)
+            watches[watch_id] = watch
+            run.deadline_data = watch_id
+            stage = fast.run(run_at)
+            if stage in (native.FILES, native.CONFIG):  # no store was made: nothing forgets the watch but us
+                watches.pop(watch_id, None)
+                if stage == native.CONFIG:
+                    raise wasmtime.WasmtimeError("failed to configure the guest environment or argv")
+                watch.files = files = scratch_files(renew=True)
+                continue
+            break
+        else:
+            raise wasmtime.WasmtimeError("failed to set stdout file")
+        del values_owner, argv_owner
+        if stage == native.SET_WASI:
+            raise capi.error_from(run.error)
+        watch.instantiated_ns = run.instantiated_ns
+        failure: GuestError | None = None
+        try:
+            if stage == native.INSTANTIATE:
+                exc: wasmtime.WasmtimeError | wasmtime.Trap = (
+                    capi.error_from(run.error) if run.error else capi.trap_from(run.trap or 0))
+                maybe_raise_last_exn()  # a wasmtime-py host function's exception, as InstancePre.instantiate does
+                raise exc
+            if stage == native.NO_ENTRY:
+                raise wasmtime.WasmtimeError(f"the module exports no function {self.entrypoint!r}")
+            if run.error:
+                raise capi.error_from(run.error)
+            if run.trap:
+                raise capi.trap_from(run.trap)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+            failure = self._failure(exc)
+        memory = int(run.memory_size) if run.instantiated_ns and (failure is not None or run.want_memory) else 0
+        return failure, memory, files
+
+    def _failure(self, exc: wasmtime.WasmtimeError | wasmtime.Trap) -> GuestError | None:
+        """What the guest's ending means for the request: ``None`` for a normal one (an exit with 0)."""
+        if isinstance(exc, wasmtime.ExitTrap):
+            return None if exc.code == 0 else GuestExit(f"{self.name}: the guest exited with status {exc.code}",
+                                                         exc.code)
+        if isinstance(exc, wasmtime.Trap):
+            return self._classify_trap(exc)
+        return GuestTrap(f"{self.name}: {first_line(exc)}")
 
     def _configure(self, config: int, env: dict[str, str], argv: list[str], body: bytes,
                    files: ScratchFiles) -> ScratchFiles:
         """Fill ``config``; the scratch files it writes to (``files``, or new ones if those were removed)."""
-        # The names are the same from one request to the next unless the client's header set
-        # changes: their C array is kept per set of names (a few per client kind).
-        key = tuple(env)
-        names = self._names.get(key)
-        if names is None:
-            encoded = list(map(_env_name, key))
-            names = (len(encoded), *capi.string_array(encoded), encoded)
-            if sum(map(len, key)) <= 4096:  # kept small whatever headers clients send: 64 sets of 4 KiB at most
-                if len(self._names) >= _NAME_SETS:
-                    self._names.clear()
-                self._names[key] = names
-        values = list(map(_env_value, env.values()))
-        values_at, values_owner = capi.string_array(values)
+        names, values_at, values_owner = self._env_arrays(env)
         if not capi.wasi_config_set_env(config, names[0], names[1], values_at):
             raise wasmtime.WasmtimeError("failed to configure the guest environment")
         del values_owner
@@ -416,6 +476,24 @@ class WagiHandler:
             if not capi.wasi_config_preopen_dir(config, host, guest, writable):
                 raise wasmtime.WasmtimeError(f"failed to preopen {host!r}")
         return files
+
+    def _env_arrays(self, env: dict[str, str]) -> tuple[tuple[int, int, object, list[bytes]], int, object]:
+        """The environment's C arrays: (count, names' char **, ...) kept per set of names, the values' ``char **``
+        and what owns that array (keep it until the call)."""
+        # The names are the same from one request to the next unless the client's header set
+        # changes: their C array is kept per set of names (a few per client kind).
+        key = tuple(env)
+        names = self._names.get(key)
+        if names is None:
+            encoded = list(map(_env_name, key))
+            names = (len(encoded), *capi.string_array(encoded), encoded)
+            if sum(map(len, key)) <= 4096:  # kept small whatever headers clients send: 64 sets of 4 KiB at most
+                if len(self._names) >= _NAME_SETS:
+                    self._names.clear()
+                self._names[key] = names
+        values = list(map(_env_value, env.values()))
+        values_at, values_owner = capi.string_array(values)
+        return names, values_at, (values, values_owner)
 
     def _instantiate_and_call(self, context: int, lane: capi.Lane, watch: Watch) -> None:
         """Instantiate into ``context`` and run the entrypoint; the instance's time.time_ns() goes to ``watch``."""

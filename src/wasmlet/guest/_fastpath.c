@@ -1,0 +1,155 @@
+/* One WAGI request's C calls in one crossing from Python (guest/_native.py).
+
+   WagiHandler makes about fifteen wasmtime C API calls per request (guest/_capi.py): a WASI
+   config, a store with its limits and deadline callback, the instance and the call. Through
+   ctypes each costs 0.2-0.8 us of argument conversion and GIL hand-off besides the work
+   itself; here they are made in a row, in the same order and with the same arguments, from
+   one ctypes call (which releases the GIL for all of it, as each call did).
+
+   The functions are wasmtime's own, found by Python in wasmtime-py's libwasmtime and passed
+   in `struct api`; the structures wasmtime writes into (the instance, an extern, the trap
+   slot) are Python's, passed by address with the offsets that matter: this file includes no
+   wasmtime header and links against nothing, so it builds with any C compiler. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+typedef void *(*config_new_fn)(void);
+typedef void (*config_delete_fn)(void *);
+typedef bool (*config_set_argv_fn)(void *, size_t, const char *const *);
+typedef bool (*config_set_env_fn)(void *, size_t, const char *const *, const char *const *);
+typedef void (*config_set_stdin_bytes_fn)(void *, void *);
+typedef bool (*config_set_file_fn)(void *, const char *);
+typedef void *(*store_new_fn)(void *, void *, void *);
+typedef void *(*store_context_fn)(void *);
+typedef void (*store_delete_fn)(void *);
+typedef void (*store_limiter_fn)(void *, int64_t, int64_t, int64_t, int64_t, int64_t);
+typedef void (*epoch_callback_fn)(void *, void *, void *, void *);
+typedef void *(*context_set_wasi_fn)(void *, void *);
+typedef void (*context_set_epoch_deadline_fn)(void *, uint64_t);
+typedef void *(*instance_pre_instantiate_fn)(void *, void *, void *, void **);
+typedef bool (*instance_export_get_fn)(void *, void *, const char *, size_t, void *);
+typedef void *(*func_call_fn)(void *, void *, const void *, size_t, void *, size_t, void **);
+typedef size_t (*memory_data_size_fn)(void *, void *);
+
+struct api {
+    config_new_fn config_new;
+    config_delete_fn config_delete;
+    config_set_argv_fn config_set_argv;
+    config_set_env_fn config_set_env;
+    config_set_stdin_bytes_fn config_set_stdin_bytes;
+    config_set_file_fn config_set_stdout_file;
+    config_set_file_fn config_set_stderr_file;
+    store_new_fn store_new;
+    store_context_fn store_context;
+    store_delete_fn store_delete;
+    store_limiter_fn store_limiter;
+    epoch_callback_fn store_epoch_deadline_callback;
+    context_set_wasi_fn context_set_wasi;
+    context_set_epoch_deadline_fn context_set_epoch_deadline;
+    instance_pre_instantiate_fn instance_pre_instantiate;
+    instance_export_get_fn instance_export_get;
+    func_call_fn func_call;
+    memory_data_size_fn memory_data_size;
+};
+
+/* Where a run stopped (run.stage), for Python to raise what the Python path raises. */
+enum {
+    DONE = 0,         /* the entry point returned (or trapped: run.trap, or failed: run.error) */
+    FILES = 1,        /* stdout or stderr could not be opened: Python renews the scratch files */
+    CONFIG = 2,       /* the environment or argv was refused (not UTF-8) */
+    SET_WASI = 3,     /* run.error from wasmtime_context_set_wasi */
+    INSTANTIATE = 4,  /* run.error or run.trap from instantiation */
+    NO_ENTRY = 5,     /* the module exports no function of that name */
+};
+
+struct run {
+    /* in */
+    void *engine;
+    void *pre;
+    size_t envc;
+    const char *const *names;
+    const char *const *values;
+    size_t argc;
+    const char *const *argv;
+    void *stdin_vec; /* a filled wasm_byte_vec_t, or NULL for no body */
+    const char *stdout_path;
+    const char *stderr_path;
+    int64_t memory;
+    uint64_t epoch_deadline;
+    void *deadline_callback;
+    void *deadline_data;
+    void *deadline_finalizer;
+    const char *entry;
+    size_t entry_len;
+    void *instance;  /* wasmtime_instance_t */
+    void *extern_;   /* wasmtime_extern_t: kind (uint8_t) at 0, the union at of_offset */
+    size_t of_offset;
+    uint8_t func_kind;
+    uint8_t memory_kind;
+    bool want_memory;
+    /* out */
+    int stage;
+    void *error; /* an owned wasmtime_error_t *, or NULL */
+    void *trap;  /* an owned wasm_trap_t *, or NULL */
+    int64_t instantiated_ns;
+    uint64_t memory_size;
+};
+
+static void *export_of(const struct api *api, void *context, struct run *run, const char *name, size_t len,
+                       uint8_t kind) {
+    if (!api->instance_export_get(context, run->instance, name, len, run->extern_)) return NULL;
+    if (*(uint8_t *)run->extern_ != kind) return NULL;
+    return (char *)run->extern_ + run->of_offset;
+}
+
+int wasmlet_fastpath_run(const struct api *api, struct run *run) {
+    run->error = run->trap = NULL;
+    run->instantiated_ns = 0;
+    run->memory_size = 0;
+    void *config = api->config_new();
+    if (run->stdin_vec) api->config_set_stdin_bytes(config, run->stdin_vec); /* the config takes the vector */
+    if (!api->config_set_env(config, run->envc, run->names, run->values) ||
+        !api->config_set_argv(config, run->argc, run->argv)) {
+        api->config_delete(config);
+        return run->stage = CONFIG;
+    }
+    if (!api->config_set_stdout_file(config, run->stdout_path) ||
+        !api->config_set_stderr_file(config, run->stderr_path)) {
+        api->config_delete(config);
+        return run->stage = FILES;
+    }
+    void *store = api->store_new(run->engine, NULL, NULL);
+    void *context = api->store_context(store);
+    api->store_limiter(store, run->memory, -1, 2, 4, 1); /* 2 instances: the sleep trampoline (_sleep) */
+    /* From here on the store's deletion calls the finalizer, which forgets the watch. */
+    api->store_epoch_deadline_callback(store, run->deadline_callback, run->deadline_data, run->deadline_finalizer);
+    run->error = api->context_set_wasi(context, config); /* takes the config, also on error */
+    if (run->error) {
+        api->store_delete(store);
+        return run->stage = SET_WASI;
+    }
+    api->context_set_epoch_deadline(context, run->epoch_deadline);
+    run->stage = INSTANTIATE;
+    run->error = api->instance_pre_instantiate(run->pre, context, run->instance, &run->trap);
+    if (!run->error && !run->trap) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        run->instantiated_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+        void *func = export_of(api, context, run, run->entry, run->entry_len, run->func_kind);
+        if (!func) {
+            run->stage = NO_ENTRY;
+        } else {
+            run->stage = DONE;
+            run->error = api->func_call(context, func, NULL, 0, NULL, 0, &run->trap);
+        }
+        if (run->want_memory || run->error || run->trap) {
+            void *memory = export_of(api, context, run, "memory", 6, run->memory_kind);
+            if (memory) run->memory_size = api->memory_data_size(context, memory);
+        }
+    }
+    api->store_delete(store); /* the pool slot and WASI's handles on the scratch files, released now */
+    return run->stage;
+}

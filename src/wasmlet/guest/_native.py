@@ -1,0 +1,167 @@
+"""The WAGI request path's C calls made in one crossing, by a small C helper built here.
+
+``_fastpath.c`` makes, in one call from Python, the wasmtime C API calls a WAGI
+request needs (``WagiHandler._run``): about fifteen ctypes crossings become one,
+which saves ~10 us a request (``bench/hotpath.py``). It includes no wasmtime
+header and links against nothing: wasmtime's functions are looked up here, in
+the libwasmtime wasmtime-py loaded, and handed to it.
+
+It is compiled from source on first use with the machine's C compiler (``cc``,
+``clang`` or ``gcc``; ``make test`` installs clang) into the cache folder
+(``$XDG_CACHE_HOME/wasmlet/native``, named by the source's digest), and loaded
+from there afterwards. Without a compiler, or with ``WASMLET_NATIVE=0``, the
+request path makes the same calls one by one through ctypes (``_capi``): the
+behaviour is the same either way, only the cost differs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from wasmtime import _ffi as ffi
+
+from . import _capi as capi
+from ._watch import FORGET_WATCH, ON_DEADLINE
+
+__all__ = ["CONFIG", "DONE", "FILES", "INSTANTIATE", "NATIVE_ENV", "NO_ENTRY", "SET_WASI", "FastPath", "Run",
+           "fast_path", "library_path", "new_run"]
+
+log = logging.getLogger("wasmlet.guest")
+
+NATIVE_ENV = "WASMLET_NATIVE"  # "0": make the calls through ctypes (to compare, or without a compiler)
+_SOURCE = Path(__file__).with_name("_fastpath.c")
+_COMPILERS = ("cc", "clang", "gcc")
+_BUILD_TIMEOUT = 120.0
+
+_vp = ctypes.c_void_p
+
+# What wasmlet_fastpath_run's `struct api` holds, in its order: wasmtime's own functions.
+_API = ("wasi_config_new", "wasi_config_delete", "wasi_config_set_argv", "wasi_config_set_env",
+        "wasi_config_set_stdin_bytes", "wasi_config_set_stdout_file", "wasi_config_set_stderr_file",
+        "wasmtime_store_new", "wasmtime_store_context", "wasmtime_store_delete", "wasmtime_store_limiter",
+        "wasmtime_store_epoch_deadline_callback", "wasmtime_context_set_wasi",
+        "wasmtime_context_set_epoch_deadline", "wasmtime_instance_pre_instantiate", "wasmtime_instance_export_get",
+        "wasmtime_func_call", "wasmtime_memory_data_size")
+
+
+class _Api(ctypes.Structure):
+    _fields_ = [(name, _vp) for name in _API]
+
+
+class Run(ctypes.Structure):
+    """``struct run`` of ``_fastpath.c``: one request's inputs, and what the run left."""
+
+    _fields_ = [
+        ("engine", _vp), ("pre", _vp),
+        ("envc", ctypes.c_size_t), ("names", _vp), ("values", _vp),
+        ("argc", ctypes.c_size_t), ("argv", _vp),
+        ("stdin_vec", _vp), ("stdout_path", ctypes.c_char_p), ("stderr_path", ctypes.c_char_p),
+        ("memory", ctypes.c_int64), ("epoch_deadline", ctypes.c_uint64),
+        ("deadline_callback", _vp), ("deadline_data", _vp), ("deadline_finalizer", _vp),
+        ("entry", ctypes.c_char_p), ("entry_len", ctypes.c_size_t),
+        ("instance", _vp), ("extern_", _vp), ("of_offset", ctypes.c_size_t),
+        ("func_kind", ctypes.c_uint8), ("memory_kind", ctypes.c_uint8), ("want_memory", ctypes.c_bool),
+        ("stage", ctypes.c_int), ("error", _vp), ("trap", _vp),
+        ("instantiated_ns", ctypes.c_int64), ("memory_size", ctypes.c_uint64),
+    ]
+
+
+# Run.stage: where the run stopped (the enum of _fastpath.c).
+DONE, FILES, CONFIG, SET_WASI, INSTANTIATE, NO_ENTRY = range(6)
+
+
+class FastPath:
+    """The loaded helper: ``run(lane_run)`` makes one request's calls (see ``_fastpath.c``)."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        dll = capi._dll
+        self._api = _Api(*(ctypes.cast(dll[name], _vp).value for name in _API))
+        self._api_at = ctypes.addressof(self._api)
+        function = library.wasmlet_fastpath_run
+        function.restype = ctypes.c_int
+        function.argtypes = [_vp, _vp]
+        self._function = function
+
+    def run(self, run_at: int) -> int:
+        """Run the request described at ``run_at`` (a ``Run``'s address); its ``stage``."""
+        return int(self._function(self._api_at, run_at))
+
+
+def new_run(lane: capi.Lane) -> tuple[Run, int]:
+    """A ``Run`` wired to ``lane``'s structures (one per thread, as the lane), and its address."""
+    run = Run()
+    run.instance = lane.instance_at
+    run.extern_ = lane.extern_at
+    run.of_offset = ffi.wasmtime_extern_t.of.offset
+    run.func_kind = int(ffi.WASMTIME_EXTERN_FUNC.value)
+    run.memory_kind = int(ffi.WASMTIME_EXTERN_MEMORY.value)
+    run.deadline_callback = ON_DEADLINE
+    run.deadline_finalizer = FORGET_WATCH
+    return run, ctypes.addressof(run)
+
+
+def library_path(source: bytes) -> Path:
+    """Where the helper built from ``source`` is kept: named by its digest, so an edited source is built anew.
+
+    A library is only ever replaced by renaming a new file over it, never rewritten
+    in place: a process that has it loaded would fault on the changed pages.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    digest = hashlib.sha256(source + platform.machine().encode()).hexdigest()[:16]
+    return Path(base) / "wasmlet" / "native" / f"fastpath-{digest}.so"
+
+
+def _build(source: bytes, target: Path) -> bool:
+    compiler = next((found for name in _COMPILERS if (found := shutil.which(name))), None)
+    if compiler is None:
+        log.info("no C compiler (cc, clang, gcc): WAGI requests make their wasmtime calls one by one")
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as work:
+        c_file = Path(work) / "fastpath.c"
+        c_file.write_bytes(source)
+        built = Path(work) / "fastpath.so"
+        command = [compiler, "-O2", "-shared", "-fPIC", "-Wall", "-Werror", "-o", str(built), str(c_file)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("cannot build the native request path (%s): WAGI requests use ctypes", exc)
+            return False
+        if done.returncode != 0:
+            log.warning("cannot build the native request path: %s: WAGI requests use ctypes",
+                        (done.stderr or done.stdout).strip()[:2000])
+            return False
+        os.replace(built, target)  # atomic: another process building the same source sees all or nothing
+    return True
+
+
+_loaded: FastPath | None = None
+_tried = False
+
+
+def fast_path() -> FastPath | None:
+    """The helper, built if need be (once per process), or ``None``: then ctypes it is."""
+    global _loaded, _tried
+    if _tried:
+        return _loaded
+    _tried = True
+    if os.environ.get(NATIVE_ENV, "1") == "0" or ctypes.sizeof(_vp) != 8:
+        return None
+    source = _SOURCE.read_bytes()
+    target = library_path(source)
+    try:
+        if not target.exists() and not _build(source, target):
+            return None
+        _loaded = FastPath(ctypes.CDLL(str(target)))
+    except OSError as exc:  # a cache folder that cannot be written, a library that cannot be loaded
+        log.warning("cannot load the native request path (%s): WAGI requests use ctypes", exc)
+        return None
+    return _loaded
