@@ -14,14 +14,20 @@ less; the resolution of ``time.thread_time`` is coarse for the short cases):
   ``examples/js-hello/build.sh`` (not built here; those cases run at most 500
   times, their requests taking milliseconds).
 
+Then, for each wasi:http case, one more request with every host function and
+resource destructor counted (``_proxy._abi``'s tables wrapped for that request
+only): how many host calls a request makes, and which.
+
     .venv/bin/python bench/proxy_inprocess.py [--iterations 5000] [--component python=python-hello.wasm ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import wasmtime
@@ -30,7 +36,7 @@ import wasmtime.component as wc
 from _common import HELLO_WASM, machine
 from wasmlet.engine import EpochTicker, build_engine
 from wasmlet.guest import CgiRequest, GuestLimits, GuestResult, Linkers, WagiHandler
-from wasmlet.guest._proxy import ProxyHandler, build_proxy_linker, component_interfaces, find_handler_export
+from wasmlet.guest._proxy import ProxyHandler, _abi, build_proxy_linker, component_interfaces, find_handler_export
 from wasmlet.plan import EngineSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +55,28 @@ def proxy(engine: wasmtime.Engine, path: Path) -> ProxyHandler:
     assert handle is not None, f"{path} exports no wasi:http/incoming-handler"
     linker = build_proxy_linker(engine, component_interfaces(component, engine), [])
     return ProxyHandler("bench", engine, component, LIMITS, "/", linker, handle)
+
+
+@contextmanager
+def counting() -> Iterator[collections.Counter[str]]:
+    """Count the host functions and resource destructors called while inside, by their WIT names."""
+    counts: collections.Counter[str] = collections.Counter()
+    functions, destructors = dict(_abi._functions), dict(_abi._destructors)
+
+    def counted(name: str, func: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object) -> object:
+            counts[name] += 1
+            return func(*args)
+
+        return call
+
+    _abi._functions.update({k: (counted(_abi.labels[k], f), e) for k, (f, e) in functions.items()})
+    _abi._destructors.update({k: counted(_abi.labels[k], d) for k, d in destructors.items()})
+    try:
+        yield counts
+    finally:
+        _abi._functions.update(functions)
+        _abi._destructors.update(destructors)
 
 
 def main() -> None:
@@ -109,6 +137,14 @@ def main() -> None:
             execute_p50 = sorted(s[1] for s in split[label])[len(split[label]) // 2]
             print(f"{'':46s} of which instantiate p50 {instantiate_p50 * 1e6:8.1f} us, "
                   f"guest run with its host calls p50 {execute_p50 * 1e6:8.1f} us")
+    for label, case in cases.items():
+        if not label.startswith("wasi:http") or "alone" in label:
+            continue
+        with counting() as counts:
+            case()
+        drops = sum(n for name, n in counts.items() if name.startswith("[resource-drop]"))
+        print(f"{label}: {sum(counts.values()) - drops} host calls and {drops} resource drops per request:")
+        print("    " + ", ".join(f"{name} x{n}" if n > 1 else name for name, n in counts.items()))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import ctypes
 import itertools
 from typing import Any
 
-import wasmtime
 import wasmtime.component as wc
 from wasmtime import _ffi as ffi
 from wasmtime.component import _types as wt
@@ -115,7 +114,7 @@ def _denial(ty: Any) -> tuple[abi.Encoder, Any]:
         encoder = abi.own(type_id)
         pollable = type_id == ids.POLLABLE
 
-        def mint(context: Any, _value: Any, out: Any) -> None:
+        def mint(context: Any, _value: Any, out: int) -> None:
             encoder(context, current().add(READY if pollable else _DENIED), out)
 
         return mint, None
@@ -127,27 +126,28 @@ _ids = itertools.count(1)
 _names: dict[int, str] = {}
 
 
-@ffi.wasmtime_component_func_callback_t
+@abi.CALLBACK
 def _deny(data, context, ty, args, nargs, results, nresults):  # type: ignore[no-untyped-def]
     key = data or 0
     try:
         for i in range(nargs):  # borrows must be released; nothing else is looked at
-            if args[i].kind == abi._K_RESOURCE:
-                abi._decode(context, args[i])
+            if abi.kind(args + i * abi.VAL_SIZE) == abi.RESOURCE:
+                abi.decode(context, args + i * abi.VAL_SIZE)
         if nresults:
             if key not in _cache:
-                result = wt.FuncType._from_ptr(ty, owner=True).result
+                result = wt.FuncType._from_ptr(ctypes.cast(ty, ctypes.POINTER(ffi.wasmtime_component_func_type_t)),
+                                               owner=True).result
                 _cache[key] = _denial(result) if result is not None else None
             denial = _cache[key]
             if denial is None:
                 raise abi.Trap(f"wasmlet: {_names.get(key)} is not available")
-            denial[0](context, denial[1], results[0])
+            denial[0](context, denial[1], results)
         return 0
     except BaseException as exc:
-        return abi._fail(exc)
+        return abi.fail(exc)
 
 
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+@abi.FINALIZER
 def _forget(data):  # type: ignore[no-untyped-def]
     _cache.pop(data or 0, None)
     _names.pop(data or 0, None)
@@ -160,8 +160,4 @@ def define_denied(interface: str, instance: wc.LinkerInstance, functions: list[s
     for function in functions:
         key = next(_ids)
         _names[key] = f"{interface}#{function}"
-        raw = function.encode()
-        error = ffi.wasmtime_component_linker_instance_add_func(instance.ptr(), ctypes.create_string_buffer(raw),
-                                                                len(raw), _deny, key, _forget)
-        if error:
-            raise wasmtime.WasmtimeError._from_ptr(error)
+        abi.add_raw_func(instance, function, _deny, key, _forget)

@@ -33,6 +33,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from ctypes import c_bool, c_int64, c_size_t, c_uint64, c_void_p
 from typing import Any
 
 import wasmtime
@@ -78,6 +79,28 @@ _HOST_OWNED = frozenset({"connection", "keep-alive", "transfer-encoding", "te", 
                          "proxy-connection", "content-length", "x-wasmlet-error", "x-request-id"})
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _BODILESS = frozenset({204, 304})
+# The store and the call through wasmtime's C API directly: wasmtime-py's ``Store``, ``Linker.instantiate``
+# and ``_ffi`` wrappers cost about 4 us a request (docs/benchmarks.md, section 21). What runs the guest
+# (instantiation runs its start functions) or may take long (deleting a store gives its memory back, and calls
+# ``forget_watch``) releases the GIL, as wasmtime-py's do; the short others keep it (``abi.SHORT``).
+_STORE_NEW = abi.prototype("wasmtime_store_new", c_void_p, c_void_p, c_void_p, c_void_p, library=abi.SHORT)
+_STORE_CONTEXT = abi.prototype("wasmtime_store_context", c_void_p, c_void_p, library=abi.SHORT)
+_STORE_DELETE = abi.prototype("wasmtime_store_delete", None, c_void_p)
+_STORE_LIMITER = abi.prototype("wasmtime_store_limiter", None, c_void_p, c_int64, c_int64, c_int64, c_int64, c_int64,
+                               library=abi.SHORT)
+_EPOCH_CALLBACK = abi.prototype("wasmtime_store_epoch_deadline_callback", None, c_void_p, c_void_p, c_void_p,
+                                c_void_p, library=abi.SHORT)
+_SET_EPOCH_DEADLINE = abi.prototype("wasmtime_context_set_epoch_deadline", None, c_void_p, c_uint64,
+                                    library=abi.SHORT)
+_INSTANTIATE = abi.prototype("wasmtime_component_linker_instantiate", c_void_p, c_void_p, c_void_p, c_void_p,
+                             c_void_p)
+_GET_FUNC = abi.prototype("wasmtime_component_instance_get_func", c_bool, c_void_p, c_void_p, c_void_p, c_void_p,
+                          library=abi.SHORT)
+_FUNC_CALL = abi.prototype("wasmtime_component_func_call", c_void_p, c_void_p, c_void_p, c_void_p, c_size_t,
+                           c_void_p, c_size_t)
+_VAL_DELETE = abi.prototype("wasmtime_component_val_delete", None, c_void_p, library=abi.SHORT)
+_OWN_REQUEST = abi.own(ids.INCOMING_REQUEST)
+_OWN_OUTPARAM = abi.own(ids.RESPONSE_OUTPARAM)
 _PROBE = CgiRequest(method="GET", path="/", raw_path="/", query="", headers=(), body=b"")
 
 
@@ -123,25 +146,34 @@ class ProxyHandler:
         self.inline_ok = not outbound and not self._contexts
         self._check_links()
 
-    def _store(self, watch: Watch) -> wasmtime.Store:
-        store = wasmtime.Store(self.engine)
-        store.set_limits(memory_size=self.limits.memory, instances=_MAX_CORE_INSTANCES, memories=_MAX_MEMORIES,
-                         tables=_MAX_TABLES)
+    def _store(self, watch: Watch) -> tuple[int, int]:
+        """A new store for one run, under ``watch``: (store, its context), both addresses; ``_STORE_DELETE`` it."""
+        store: int = _STORE_NEW(self.engine.ptr(), None, None)
+        _STORE_LIMITER(store, self.limits.memory, -1, _MAX_CORE_INSTANCES, _MAX_TABLES, _MAX_MEMORIES)
         watch_id = next(watch_ids)
         watches[watch_id] = watch
-        ffi.wasmtime_store_epoch_deadline_callback(store.ptr(), on_deadline, watch_id, forget_watch)
-        store.set_epoch_deadline(CHECK_TICKS)
-        return store
+        _EPOCH_CALLBACK(store, on_deadline, watch_id, forget_watch)  # forget_watch runs when the store is deleted
+        context: int = _STORE_CONTEXT(store)
+        _SET_EPOCH_DEADLINE(context, CHECK_TICKS)
+        return store, context
+
+    def _instantiate(self, context: int) -> Any:
+        """The component instantiated in the store of ``context`` (a ``wasmtime_component_instance_t``)."""
+        instance = ffi.wasmtime_component_instance_t()
+        error = _INSTANTIATE(self._linker.ptr(), context, self._component.ptr(), ctypes.byref(instance))
+        if error:
+            raise abi.wasmtime_error(error)
+        return instance
 
     def _check_links(self) -> None:
         """Refuse at deploy what cannot link (as ``ComponentHandler``: a trial instantiation under a deadline)."""
         timeout = min(self.limits.timeout, _TRIAL_TIMEOUT)
         session = Session(self.name, _PROBE, [], time.monotonic() + timeout, self.limits.max_response, (), None)
         watch = Watch(session.deadline, session, self.limits.max_response, MAX_LOG)
-        store = self._store(watch)
+        store, context = self._store(watch)
         try:
             with EpochTicker(self.engine, _TRIAL_TICK), bind(session):
-                self._linker.instantiate(store, self._component)
+                self._instantiate(context)
         except wasmtime.WasmtimeError as exc:
             if watch.reason is not None:
                 raise ModuleError(f"{self.name}: the component did not start within {timeout:g}s; refused") from exc
@@ -150,7 +182,7 @@ class ProxyHandler:
                                   f"{self.limits.memory} bytes: {first_line(exc)}") from exc
             raise ModuleError(f"{self.name}: cannot link the component: {first_line(exc)}") from exc
         finally:
-            del store
+            _STORE_DELETE(store)
 
     def handle(self, request: CgiRequest, traceparent: str = "", sink: ResponseSink | None = None,
                source: BodySource | None = None, deadline: float | None = None) -> GuestResult:
@@ -192,38 +224,40 @@ class ProxyHandler:
         session = Session(self.name, request, headers, deadline, self.limits.max_response, self.environment, outbound,
                           sink, None if sink is None else self._head_or_none, source)
         watch = Watch(deadline, session, self.limits.max_response + 1, MAX_LOG + 1)
-        store = self._store(watch)
+        store, store_context = self._store(watch)
         cpu_started = time.thread_time()
-        if budget:
-            session.inline = True
-            watch.yield_at = cpu_started + budget
-            store.set_epoch_deadline(1)  # checked at every tick, as WagiHandler's inline runs
         instantiated_ns = 0
         failure: GuestError | None = None
         instance = None
         previous = enter(session)  # not a context manager: this is the hot path (docs/benchmarks.md)
         stack = contextlib.ExitStack() if outbound is not None or self._contexts else None
         try:
+            if budget:
+                session.inline = True
+                watch.yield_at = cpu_started + budget
+                _SET_EPOCH_DEADLINE(store_context, 1)  # checked at every tick, as WagiHandler's inline runs
             if stack is not None:
                 if outbound is not None:
                     stack.enter_context(outbound_context(outbound))
                 for context in self._contexts:
                     stack.enter_context(context())
             try:
-                instance = self._linker.instantiate(store, self._component)
+                instance = self._instantiate(store_context)
                 instantiated_ns = time.time_ns()
-                self._call(store, instance, session)
+                self._call(store_context, instance, session)
             except wasmtime.WasmtimeError as exc:
                 failure = self._classify(exc, session, watch, instantiated=instance is not None)
         finally:
-            if stack is not None:
-                stack.close()
-            leave(previous)
+            try:
+                if stack is not None:
+                    stack.close()
+            finally:
+                leave(previous)
+                _STORE_DELETE(store)  # the instance with it; forget_watch drops the watch from ``watches``
         if budget and (session.gave_way or watch.reason == "yield"):
             return None  # run again on a worker thread; nothing of this run was seen
         if failure is None and (session.timed_out or (outbound is not None and outbound.timed_out)):
             failure = GuestTimeout(f"{self.name}: the guest ran past its {self.limits.timeout:g}s deadline")
-        del instance, store
         finished_ns = time.time_ns()
         stats = GuestStats(started_ns, instantiated_ns or finished_ns, finished_ns, time.thread_time() - cpu_started, 0)
         logged = b"".join(session.log)
@@ -241,24 +275,21 @@ class ProxyHandler:
         failure.stats = stats
         raise failure
 
-    def _call(self, store: wasmtime.Store, instance: wc.Instance, session: Session) -> None:
-        context = store._context()
+    def _call(self, context: int, instance: Any, session: Session) -> None:
         func = ffi.wasmtime_component_func_t()
-        if not ffi.wasmtime_component_instance_get_func(ctypes.byref(instance._instance), context,
-                                                        self._handle.ptr(), ctypes.byref(func)):
+        if not _GET_FUNC(ctypes.byref(instance), context, self._handle.ptr(), ctypes.byref(func)):
             raise wasmtime.WasmtimeError("the component's incoming-handler export is not a function")
         args = (ffi.wasmtime_component_val_t * 2)()
-        request_rep = session.add(IncomingRequest())
-        outparam_rep = session.add(ResponseOutparam())
-        abi.own(ids.INCOMING_REQUEST)(context, request_rep, args[0])
-        abi.own(ids.RESPONSE_OUTPARAM)(context, outparam_rep, args[1])
+        address = ctypes.addressof(args)
+        _OWN_REQUEST(context, session.add(IncomingRequest()), address)
+        _OWN_OUTPARAM(context, session.add(ResponseOutparam()), address + abi.VAL_SIZE)
         try:
-            error = ffi.wasmtime_component_func_call(ctypes.byref(func), context, args, 2, None, 0)
+            error = _FUNC_CALL(ctypes.byref(func), context, address, 2, None, 0)
         finally:
-            for i in range(2):
-                ffi.wasmtime_component_val_delete(ctypes.byref(args[i]))
+            _VAL_DELETE(address)
+            _VAL_DELETE(address + abi.VAL_SIZE)
         if error:
-            raise wasmtime.WasmtimeError._from_ptr(error)
+            raise abi.wasmtime_error(error)
 
     def _classify(self, exc: wasmtime.WasmtimeError, session: Session, watch: Watch,
                   instantiated: bool) -> GuestError | None:
