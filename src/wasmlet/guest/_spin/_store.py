@@ -228,7 +228,7 @@ class KeyValueStores:
             # check_same_thread=False: a pooled connection serves one thread at a time, not always the same one.
             conn = sqlite3.connect(self.path, timeout=self.limits.busy_timeout, isolation_level=None,
                                    check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             self._write_with(conn, lambda c: [c.execute(statement) for statement in _SCHEMA])
         except (OSError, sqlite3.Error, StoreError) as exc:
@@ -237,6 +237,20 @@ class KeyValueStores:
             reason = exc.message if isinstance(exc, StoreError) else str(exc)
             raise StoreError("other", f"key-value store of app {self.app!r} cannot be opened: {reason}") from exc
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        # Switching a new database to WAL takes a lock for which SQLite does not call the busy
+        # handler, so connections opening a new store at once (threads, or worker processes) get
+        # "database is locked" at once rather than after busy_timeout: try again until then.
+        deadline = time.monotonic() + self.limits.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.002)
 
     def close(self) -> None:
         """Close the idle connections (the owner is done with the app; a later call opens new ones)."""
