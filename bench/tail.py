@@ -16,7 +16,7 @@
 Every load is bounded in time (``--seconds``) and count (rate x seconds); servers on 127.0.0.1.
 The load generators share the 2 cores with the server.
 
-    .venv/bin/python bench/tail.py [--seconds 20] [--workers 2] [--server uvicorn] [--fractions 0.5,0.25]
+    .venv/bin/python bench/tail.py [--seconds 20] [--workers 2] [--server uvicorn] [--fractions 0.5,0.25 | --rates 3563,4679]
 """
 
 from __future__ import annotations
@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--server", default="uvicorn", choices=("uvicorn", "granian"))
     parser.add_argument("--fractions", default="0.5", help="constant rates as fractions of the wrk peak, e.g. 0.5,0.25")
+    parser.add_argument("--rates", default="", help="constant rates in req/s instead of --fractions, e.g. 3563,4679")
     parser.add_argument("--connections", type=int, default=64, help="open-loop connections")
     parser.add_argument("--no-hey", action="store_true", help="skip the hey rows")
     args = parser.parse_args()
@@ -173,16 +174,17 @@ def main() -> None:
                 + f" | | | {closed.get('errors', 0):.0f} errors, {closed.get('non2xx', 0):.0f} non-2xx |")
             verdicts.append(f"p99 at 32 connections = {closed['p99']:.2f} ms -> "
                             f"{'MEETS' if closed['p99'] < 5 else 'MISSES'} the 5 ms goal")
-            for fraction in fractions:
-                rate = closed["rps"] * fraction
+            rates = [float(r) for r in args.rates.split(",")] if args.rates else [closed["rps"] * f for f in fractions]
+            for rate in rates:
+                fraction = rate / closed["rps"]
                 time.sleep(1)
                 phase = open_loop(port, "/", rate, args.seconds, args.connections)
                 lag99 = percentile(sorted(phase.lags), 99) * 1e3
-                rows.append(f"| open loop at {fraction:g} x peak = {rate:,.0f} req/s, {args.connections} connections"
+                rows.append(f"| open loop at {fraction:.2g} x peak = {rate:,.0f} req/s, {args.connections} connections"
                             f" (asyncio + uvloop) | {len(phase.latencies) / phase.elapsed:,.0f} |"
                             f" {figures(phase.latencies)} | {lag99:.2f} | {len(phase.errors)} |")
                 tail = percentile(sorted(phase.latencies), 99.99) * 1e3
-                verdicts.append(f"open-loop p99.99 at {rate:,.0f} req/s ({fraction:g} x peak) = {tail:.2f} ms -> "
+                verdicts.append(f"open-loop p99.99 at {rate:,.0f} req/s ({fraction:.2g} x peak) = {tail:.2f} ms -> "
                                 f"{'MEETS' if tail < 10 else 'MISSES'} the 10 ms goal")
                 if phase.errors:
                     verdicts.append(f"  open-loop errors (first 5): {phase.errors[:5]}")
