@@ -16,7 +16,8 @@
 Every load is bounded in time (``--seconds``) and count (rate x seconds); servers on 127.0.0.1.
 The load generators share the 2 cores with the server.
 
-    .venv/bin/python bench/tail.py [--seconds 20] [--workers 2] [--server uvicorn] [--fractions 0.5,0.25 | --rates 3563,4679]
+    .venv/bin/python bench/tail.py [--seconds 20] [--workers 2] [--server uvicorn]
+        [--fractions 0.5,0.25 | --rates 3563,4679]
 """
 
 from __future__ import annotations
