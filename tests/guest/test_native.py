@@ -115,3 +115,27 @@ def test_scratch_files_removed_under_the_worker_are_made_again(path: str, hello:
     shutil.rmtree(root)  # e.g. a tmp cleaner: WASI can no longer open the paths the thread's files had
     assert hello.handle(REQUEST).response.body == b"Hello, world!\n"
     assert hello.handle(REQUEST).response.body == b"Hello, world!\n"
+
+
+def test_a_library_others_could_have_written_is_not_loaded(fresh: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Native code run in the server: only this user may have written it (as for the module cache)."""
+    assert native.fast_path() is not None
+    (built,) = fresh.glob("fastpath-*.so")
+    built.chmod(0o666)
+    native._tried = False
+    with caplog.at_level(logging.WARNING, logger="wasmlet.guest"):
+        assert native.fast_path() is None
+    assert "is writable by others (mode 0666)" in caplog.text
+
+
+def test_a_symlink_planted_in_the_cache_is_not_followed(
+        fresh: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    target = native.library_path(native._SOURCE.read_bytes())
+    target.parent.mkdir(parents=True)
+    elsewhere = tmp_path / "planted.so"
+    elsewhere.write_bytes(b"whatever")
+    target.symlink_to(elsewhere)
+    with caplog.at_level(logging.WARNING, logger="wasmlet.guest"):
+        assert native.fast_path() is None
+    assert "is a symbolic link" in caplog.text
+    assert elsewhere.read_bytes() == b"whatever"  # neither loaded nor built over

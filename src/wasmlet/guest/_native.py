@@ -22,6 +22,7 @@ import logging
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -119,12 +120,31 @@ def library_path(source: bytes) -> Path:
     return Path(base) / "wasmlet" / "native" / f"fastpath-{digest}.so"
 
 
+def _untrusted(path: Path) -> str:
+    """Why the library at ``path`` (or its folder) must not be loaded, or "" if it may.
+
+    It is native code run in the server: only this user may have written it, as
+    for the module cache's artifacts (``engine/_cache.py``).
+    """
+    for item, what in ((path.parent, "folder"), (path, "file")):
+        info = os.lstat(item)
+        if stat.S_ISLNK(info.st_mode):
+            return f"the {what} {item} is a symbolic link"
+        if info.st_uid != os.geteuid():
+            return f"the {what} {item} belongs to uid {info.st_uid}, not this user"
+        if info.st_mode & 0o022:
+            return f"the {what} {item} is writable by others (mode {stat.S_IMODE(info.st_mode):04o})"
+    if not stat.S_ISREG(os.lstat(path).st_mode):
+        return f"{path} is not a regular file"
+    return ""
+
+
 def _build(source: bytes, target: Path) -> bool:
     compiler = next((found for name in _COMPILERS if (found := shutil.which(name))), None)
     if compiler is None:
         log.info("no C compiler (cc, clang, gcc): WAGI requests make their wasmtime calls one by one")
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
         c_file = Path(work) / "fastpath.c"
         c_file.write_bytes(source)
@@ -158,7 +178,11 @@ def fast_path() -> FastPath | None:
     source = _SOURCE.read_bytes()
     target = library_path(source)
     try:
-        if not target.exists() and not _build(source, target):
+        if not os.path.lexists(target) and not _build(source, target):
+            return None
+        refused = _untrusted(target)
+        if refused:
+            log.warning("the native request path is not loaded: %s; WAGI requests use ctypes", refused)
             return None
         _loaded = FastPath(ctypes.CDLL(str(target)))
     except OSError as exc:  # a cache folder that cannot be written, a library that cannot be loaded
