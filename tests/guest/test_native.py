@@ -7,6 +7,7 @@ loaded must each leave the request path on ctypes, never without one.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import shutil
 import stat
@@ -139,3 +140,21 @@ def test_a_symlink_planted_in_the_cache_is_not_followed(
         assert native.fast_path() is None
     assert "is a symbolic link" in caplog.text
     assert elsewhere.read_bytes() == b"whatever"  # neither loaded nor built over
+
+
+def test_a_library_whose_structures_differ_from_the_mirrors_is_refused() -> None:
+    """An edit to _fastpath.c's structures without the ctypes mirrors (or the reverse) must never run."""
+
+    class Size:
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        def __call__(self) -> int:
+            return self.value
+
+    class Library:
+        wasmlet_fastpath_run_size = Size(ctypes.sizeof(native.Run) - 8)
+        wasmlet_fastpath_api_size = Size(ctypes.sizeof(native._Api))
+
+    with pytest.raises(OSError, match="wasmlet_fastpath_run_size"):
+        native.FastPath(Library())  # type: ignore[arg-type]

@@ -153,3 +153,7 @@ int wasmlet_fastpath_run(const struct api *api, struct run *run) {
     api->store_delete(store); /* the pool slot and WASI's handles on the scratch files, released now */
     return run->stage;
 }
+
+/* Checked by Python before the first run: its ctypes mirrors of the structures must match these. */
+size_t wasmlet_fastpath_run_size(void) { return sizeof(struct run); }
+size_t wasmlet_fastpath_api_size(void) { return sizeof(struct api); }

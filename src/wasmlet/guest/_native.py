@@ -83,6 +83,11 @@ class FastPath:
     """The loaded helper: ``run(lane_run)`` makes one request's calls (see ``_fastpath.c``)."""
 
     def __init__(self, library: ctypes.CDLL) -> None:
+        for name, mirror in (("wasmlet_fastpath_run_size", Run), ("wasmlet_fastpath_api_size", _Api)):
+            size = getattr(library, name)
+            size.restype, size.argtypes = ctypes.c_size_t, []
+            if size() != ctypes.sizeof(mirror):  # an edit to one side only: never run on a wrong layout
+                raise OSError(f"{name}() is {size()}, the ctypes mirror {ctypes.sizeof(mirror)} bytes")
         dll = capi._dll
         self._api = _Api(*(ctypes.cast(dll[name], _vp).value for name in _API))
         self._api_at = ctypes.addressof(self._api)
