@@ -2,7 +2,10 @@
 
 wasmtime's WASI lets a host capture output through a callback or a file. The
 callback path costs about 170 us per write (a tokio worker re-entering
-Python), the file path about 15 us, so guests write to files. Each worker
+Python), the file path about 15 us, so guests write to files. Even a callback
+in C that never enters Python is slower: a run of hello took 41-49 us with
+stdout and stderr captured so, 22 us with the files (the write goes through a
+tokio task; docs/benchmarks.md section 22). Each worker
 thread owns one pair on tmpfs (``/dev/shm`` when present) and reuses it:
 WASI opens the path with ``O_TRUNC`` for every request, and the thread reads
 it back through its own descriptor when the guest is done. Figures:
