@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import shutil
 import stat
 from collections.abc import Iterator
@@ -158,3 +159,14 @@ def test_a_library_whose_structures_differ_from_the_mirrors_is_refused() -> None
 
     with pytest.raises(OSError, match="wasmlet_fastpath_run_size"):
         native.FastPath(Library())  # type: ignore[arg-type]
+
+
+def test_built_under_a_group_writable_umask_it_is_still_loaded(fresh: Path) -> None:
+    """umask 002 (user private groups) must not leave a library the trust check then refuses."""
+    previous = os.umask(0o002)
+    try:
+        assert native.fast_path() is not None
+    finally:
+        os.umask(previous)
+    (built,) = fresh.glob("fastpath-*.so")
+    assert stat.S_IMODE(built.stat().st_mode) & 0o022 == 0

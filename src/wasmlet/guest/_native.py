@@ -164,6 +164,7 @@ def _build(source: bytes, target: Path) -> bool:
             log.warning("cannot build the native request path: %s: WAGI requests use ctypes",
                         (done.stderr or done.stdout).strip()[:2000])
             return False
+        os.chmod(built, 0o755)  # whatever the umask: a group-writable library would be refused (_untrusted)
         os.replace(built, target)  # atomic: another process building the same source sees all or nothing
     return True
 
