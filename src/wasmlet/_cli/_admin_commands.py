@@ -75,7 +75,7 @@ def _show_app(app: dict[str, object]) -> None:
 @click.option("--canary-header", default=None, help="Send requests with this 'Name: value' header to the canary.")
 @output_options
 @_admin_options
-def deploy(manifest: Path, canary_weight: int | None, canary_header: str | None, output: str, as_json: bool,
+def deploy(manifest: Path, canary_weight: int | None, canary_header: str | None, output: str,
            admin_url: str | None, token: str | None, state_dir: Path | None) -> None:
     """Deploy a manifest to a running host; returns once it serves the new versions."""
     from ..plan import decode_manifest
@@ -90,7 +90,7 @@ def deploy(manifest: Path, canary_weight: int | None, canary_header: str | None,
             result = client.deploy(text, str(manifest.resolve()), canary_weight, canary_header)
     except WasmletError as exc:
         fail(exc)
-    if as_json or output == "json":
+    if output == "json":
         emit_json(result)
         return
     for item in result["results"]:
@@ -100,14 +100,14 @@ def deploy(manifest: Path, canary_weight: int | None, canary_header: str | None,
 @click.command()
 @output_options
 @_admin_options
-def apps(output: str, as_json: bool, admin_url: str | None, token: str | None, state_dir: Path | None) -> None:
+def apps(output: str, admin_url: str | None, token: str | None, state_dir: Path | None) -> None:
     """List deployed apps: name, version, digest, route, state."""
     try:
         with _client(admin_url, token, state_dir) as client:
             listing = client.apps()
     except WasmletError as exc:
         fail(exc)
-    if as_json or output == "json":
+    if output == "json":
         emit_json(listing)
         return
     if not listing:
@@ -122,7 +122,7 @@ def _app_verb(verb: str, help_text: str) -> click.Command:
     @click.argument("app")
     @output_options
     @_admin_options
-    def command(app: str, output: str, as_json: bool, admin_url: str | None, token: str | None,
+    def command(app: str, output: str, admin_url: str | None, token: str | None,
                 state_dir: Path | None) -> None:
         try:
             with _client(admin_url, token, state_dir) as client:
@@ -132,10 +132,10 @@ def _app_verb(verb: str, help_text: str) -> click.Command:
             fail(exc)
         if verb == "delete":
             result = {"name": app, "deleted": True}
-            if not (as_json or output == "json"):
+            if output != "json":
                 click.echo(f"{app}: deleted")
                 return
-        if as_json or output == "json":
+        if output == "json":
             emit_json(result)
         else:
             _show_app(result)
@@ -154,7 +154,7 @@ delete = _app_verb("delete", "Stop serving an app.")
 @click.option("--tail", type=int, default=100, show_default=True)
 @output_options
 @_admin_options
-def logs(app: str, tail: int, output: str, as_json: bool, admin_url: str | None, token: str | None,
+def logs(app: str, tail: int, output: str, admin_url: str | None, token: str | None,
          state_dir: Path | None) -> None:
     """Recent log lines of an app (failures and guest stderr), from every worker.
 
@@ -166,7 +166,7 @@ def logs(app: str, tail: int, output: str, as_json: bool, admin_url: str | None,
             entries = client.logs(app, tail)
     except WasmletError as exc:
         fail(exc)
-    if as_json or output == "json":
+    if output == "json":
         emit_json(entries)
         return
     for entry in entries:
@@ -178,7 +178,7 @@ def logs(app: str, tail: int, output: str, as_json: bool, admin_url: str | None,
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="At most this many.")
 @output_options
 @_admin_options
-def history(app: str, limit: int, output: str, as_json: bool, admin_url: str | None, token: str | None,
+def history(app: str, limit: int, output: str, admin_url: str | None, token: str | None,
             state_dir: Path | None) -> None:
     """The versions of an app, newest first, and what each is now (stable, previous, canary, retired).
 
@@ -190,7 +190,7 @@ def history(app: str, limit: int, output: str, as_json: bool, admin_url: str | N
             versions = client.history(app, limit)
     except WasmletError as exc:
         fail(exc)
-    if as_json or output == "json":
+    if output == "json":
         emit_json(versions)
         return
     click.echo(f"{'VERSION':>7s}  {'ROLE':8s}  {'CREATED (UTC)':19s}  {'DIGEST':19s}  MODULE")

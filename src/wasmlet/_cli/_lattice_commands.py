@@ -39,14 +39,14 @@ def _table(rows: list[list[str]]) -> None:
 @lattice.command(name="hosts")
 @output_options
 @lattice_options(host=False)
-def lattice_hosts(output: str, as_json: bool, **flags: Any) -> None:
+def lattice_hosts(output: str, **flags: Any) -> None:
     """The live hosts: labels, taints, capacity, what each serves."""
     try:
         with _lattice_client(flags) as client:
             rows = client.hosts()
     except WasmletError as exc:
         fail(exc)
-    if as_json or output == "json":
+    if output == "json":
         emit_json(rows)
         return
     table = [["HOST", "ZONE", "LABELS", "TAINTS", "SERVING", "LISTEN", "STATE"]]
@@ -62,14 +62,14 @@ def lattice_hosts(output: str, as_json: bool, **flags: Any) -> None:
 @lattice.command(name="apps")
 @output_options
 @lattice_options(host=False)
-def lattice_apps(output: str, as_json: bool, **flags: Any) -> None:
+def lattice_apps(output: str, **flags: Any) -> None:
     """What runs where: each app's placed and serving hosts, and why a pending app is pending."""
     try:
         with _lattice_client(flags) as client:
             rows = client.apps()
     except WasmletError as exc:
         fail(exc)
-    if as_json or output == "json":
+    if output == "json":
         emit_json(rows)
         return
     table = [["APP", "VERSION", "REPLICAS", "PLACED", "SERVING", "PENDING"]]
@@ -86,7 +86,7 @@ def lattice_apps(output: str, as_json: bool, **flags: Any) -> None:
 @click.option("--undo", is_flag=True, help="Let placement use the host again (uncordon).")
 @output_options
 @lattice_options(host=False)
-def lattice_drain(host: str, timeout: float, undo: bool, output: str, as_json: bool, **flags: Any) -> None:
+def lattice_drain(host: str, timeout: float, undo: bool, output: str, **flags: Any) -> None:
     """Move every app off HOST, with no failed request: its new hosts serve before it stops.
 
     Recorded in the desired state: the host stays drained (restarts included) until --undo.
@@ -96,7 +96,7 @@ def lattice_drain(host: str, timeout: float, undo: bool, output: str, as_json: b
             result = client.drain(host, drained=not undo, wait=timeout)
     except WasmletError as exc:
         fail(exc)
-    if as_json or output == "json":
+    if output == "json":
         emit_json(result)
         return
     if undo:

@@ -6,11 +6,13 @@ at start, so it must cost nothing (``tests/test_start_imports.py``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -58,9 +60,15 @@ verbose_option = click.option(
 
 
 def output_options(function: Callable[..., None]) -> Callable[..., None]:
-    function = click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
-                            show_default=True, help="Output format; json is for scripts (jq).")(function)
-    return click.option("--json", "as_json", is_flag=True, help="Same as -o json.")(function)
+    """``-o/--output text|json`` and ``--json``; the command gets ``output`` alone, "json" for either."""
+
+    @functools.wraps(function)
+    def command(*args: Any, output: str, as_json: bool, **kwargs: Any) -> None:
+        function(*args, output="json" if as_json else output, **kwargs)
+
+    command = click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",
+                           show_default=True, help="Output format; json is for scripts (jq).")(command)
+    return click.option("--json", "as_json", is_flag=True, help="Same as -o json.")(command)
 
 
 def emit_json(value: object) -> None:

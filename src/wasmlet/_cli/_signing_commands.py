@@ -74,7 +74,7 @@ def sign(module: Path, key: Path, cert: Path | None, output: Path | None) -> Non
 @click.option("--trust", "trust_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--subject", required=True, help="What the module is deployed as: app/component or host/repo.")
 @output_options
-def verify(module: Path, trust_dir: Path, subject: str, output: str, as_json: bool) -> None:
+def verify(module: Path, trust_dir: Path, subject: str, output: str) -> None:
     """Check a module's signature chain against a trust folder.
 
     With -o json, a refused signature is an object too ("verified": false and
@@ -82,7 +82,7 @@ def verify(module: Path, trust_dir: Path, subject: str, output: str, as_json: bo
     """
     from ..signing import verify_command
 
-    if as_json or output == "json":
+    if output == "json":
         _verify_json(module, trust_dir, subject)
         return
     try:
