@@ -163,6 +163,26 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
     yield start
     for server in servers:
-        server.stop(timeout=10)
-        with contextlib.suppress(ProcessLookupError):  # whatever the test did, leave no worker behind
-            os.killpg(server.process.pid, signal.SIGKILL)
+        shut_down(server)
+
+
+def shut_down(server: Server) -> None:
+    """Stop ``server``, and whatever the test did, leave no worker of it behind."""
+    server.stop(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def serving(manifest: Path, tmp_path: Path, **env: str) -> Iterator[Server]:
+    """``wasmlet serve MANIFEST --workers 1`` with its own cache, state and log under ``tmp_path``
+    (for a module-scoped host, or a server started inside a test)."""
+    environment = dict(os.environ)
+    environment.update(WASMLET_TEST_LOG=str(tmp_path / "serve.log"), WASMLET_CACHE_DIR=str(tmp_path / "cache"),
+                       WASMLET_RUNTIME_DIR=str(tmp_path / "run"), **env)
+    server = Server([str(manifest), "--workers", "1"], free_port(), environment, tmp_path / "state")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        shut_down(server)

@@ -11,7 +11,6 @@ asserted are generous bounds proving that a deadline holds.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from tests.conftest import EXAMPLES, GUESTS, Server, free_port, write_manifest
+from tests.conftest import EXAMPLES, GUESTS, Server, serving, write_manifest
 
 Serve = Callable[..., Server]
 RAW_CGI = GUESTS / "security" / "rawcgi.wasm"  # writes its query string, percent-decoded, as its CGI output
@@ -44,15 +43,8 @@ def components(**raw_properties: object) -> list[dict[str, object]]:
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One host, default options, for the tests that need none of their own (each start costs a second)."""
     tmp = tmp_path_factory.mktemp("http-attacks")
-    env = {**os.environ, "WASMLET_TEST_LOG": str(tmp / "serve.log"), "WASMLET_CACHE_DIR": str(tmp / "cache"),
-           "WASMLET_RUNTIME_DIR": str(tmp / "run")}
-    manifest = write_manifest(tmp / "app.yaml", components(), name="t")
-    server = Server([str(manifest), "--workers", "1"], free_port(), env, tmp / "state")
-    try:
-        server.wait_ready()
+    with serving(write_manifest(tmp / "app.yaml", components(), name="t"), tmp) as server:
         yield server
-    finally:
-        server.stop(timeout=10)
 
 
 @pytest.fixture

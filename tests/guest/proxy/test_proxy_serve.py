@@ -13,8 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.conftest import GUESTS, Server, write_manifest
-from tests.guest.proxy.conftest import serving
+from tests.conftest import GUESTS, Server, serving, write_manifest
 
 PROXY = GUESTS / "components" / "proxy_guest.wasm"
 CAP = 2 << 20  # maxBodySize below

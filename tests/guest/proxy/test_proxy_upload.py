@@ -16,8 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import GUESTS, Server, write_manifest
-from tests.guest.proxy.conftest import serving
+from tests.conftest import GUESTS, Server, serving, write_manifest
 
 STREAM = GUESTS / "components" / "proxy_stream.wasm"
 CAP = 2 << 20  # maxBodySize of the app at /
