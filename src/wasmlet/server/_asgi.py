@@ -19,7 +19,6 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,6 +27,7 @@ from .._files import atomic_write
 from ..guest import GuestResult, GuestStats, set_internal_caller
 from ..plan import Plan, RemoteApp
 from ..telemetry import CpuStreaks, RequestTelemetry
+from ._asgi_types import Receive, Scope, Send
 from ._body import BODY_MEMORY, BodyBudget, BodyRefused, Held, may_carry_body, read_whole_body
 from ._cgi import cgi_request, wire_path
 from ._envelope import ForwardRequest
@@ -44,10 +44,6 @@ __all__ = ["WasmletApp", "create_app"]
 
 log = logging.getLogger("wasmlet.server")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 HEALTH_PATH = "/.well-known/wasmlet/health"
 READY_PATH = "/.well-known/wasmlet/ready"

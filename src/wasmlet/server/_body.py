@@ -8,14 +8,12 @@ guest. Bodies streamed in to a guest are ``_upload``'s; both share the budget.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+
+from ._asgi_types import Receive, Scope
 
 __all__ = ["BODY_MEMORY", "BODY_TIMEOUT", "BodyBudget", "BodyRefused", "Held", "declared_length",
            "may_carry_body", "read_whole_body"]
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 BODY_TIMEOUT = 30.0  # seconds to receive a whole request body
 BODY_MEMORY = 256 * 1024 * 1024  # bytes of request bodies a worker holds at once (ServeSettings.body_memory)

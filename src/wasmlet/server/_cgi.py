@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from typing import Any
 from urllib.parse import quote
 
 from ..guest import CgiRequest
+from ._asgi_types import Scope
 
 __all__ = ["cgi_request", "wire_path"]
-
-Scope = MutableMapping[str, Any]
 
 
 def wire_path(scope: Scope, path: str) -> str:

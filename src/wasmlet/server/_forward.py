@@ -55,6 +55,7 @@ from ..telemetry import (
     LATTICE_FORWARDS,
     LATTICE_SERVED,
 )
+from ._asgi_types import Scope
 from ._envelope import (
     PROGRESS,
     ForwardReply,
@@ -99,7 +100,6 @@ _NO_RESPONDERS = "503"
 
 # --- the worker's side -------------------------------------------------------------------------
 
-Scope = MutableMapping[str, Any]
 Asgi = Callable[[Scope, Callable[[], Awaitable[dict[str, Any]]], Callable[[MutableMapping[str, Any]], Awaitable[None]]],
                 Awaitable[None]]
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from .._errors import Rejected
+from ._asgi_types import Send
 from ._body import BodyRefused
 
 __all__ = ["CLIENT_CLOSED", "Send", "framed", "log_stderr", "refuse", "refuse_body", "respond"]
 
 guest_log = logging.getLogger("wasmlet.guest")
 
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 CLIENT_CLOSED = 499  # recorded (never sent) when a client leaves before its request is complete, as nginx does
 

@@ -22,17 +22,15 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..guest import CgiRequest, GuestResult
+from ._asgi_types import Send
 from ._upload import RequestBody
 
 __all__ = ["QUEUE_BYTES", "ResponseStream", "StreamingHandler"]
 
 QUEUE_BYTES = 256 * 1024  # bytes of a response waiting between the guest's thread and the event loop
-
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class StreamingHandler(Protocol):

@@ -10,12 +10,12 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
 from .._errors import GuestError, Rejected
 from ..guest import CgiRequest, GuestResult, GuestStats
 from ..telemetry import RequestTelemetry
+from ._asgi_types import Receive, Scope, Send
 from ._body import BODY_TIMEOUT, BodyBudget, BodyRefused, declared_length, may_carry_body
 from ._cgi import cgi_request
 from ._guard import AppGuard
@@ -29,10 +29,6 @@ from ._upload import RequestBody
 __all__ = ["ABORT_GRACE", "DRAIN_TIMEOUT", "StreamedAnswers", "may_stream"]
 
 log = logging.getLogger("wasmlet.server")
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 # A streamed response: seconds to send what is queued once the guest has returned. A client
 # that takes longer (it stopped reading) gets the connection closed on an incomplete response.

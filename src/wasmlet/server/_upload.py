@@ -24,14 +24,14 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
+
+from ._asgi_types import Receive
 
 __all__ = ["QUEUE_BYTES", "Budget", "RequestBody"]
 
 QUEUE_BYTES = 256 * 1024  # bytes of a request body waiting between the event loop and the guest's thread
-
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 class Budget(Protocol):
