@@ -40,7 +40,9 @@ int main(int argc, char **argv) {
         if (!is_cgi(*e)) printf("env: %s\n", *e);
     printf("content_length: %s\n", get("CONTENT_LENGTH"));
     printf("body: ");
-    char buffer[65536];
+    /* static: on the stack it would take all of the 64 KiB wasm-ld gives a module by default,
+       and the stack, which has no guard page, would grow into the data below it. */
+    static char buffer[65536];
     size_t n;
     while ((n = fread(buffer, 1, sizeof buffer, stdin)) > 0) fwrite(buffer, 1, n, stdout);
     printf("\n");
