@@ -170,3 +170,12 @@ def test_built_under_a_group_writable_umask_it_is_still_loaded(fresh: Path) -> N
         os.umask(previous)
     (built,) = fresh.glob("fastpath-*.so")
     assert stat.S_IMODE(built.stat().st_mode) & 0o022 == 0
+
+
+def test_strings_are_joined_only_when_the_helper_can_split_them_back() -> None:
+    assert native.joined(["PATH_INFO", "", "caf\u00e9"]) == b"PATH_INFO\0\0caf\xc3\xa9"
+    assert native.joined(["a\udcff"]) == b"a\xff"  # undecodable bytes come back as they came (surrogateescape)
+    assert native.joined(["a", "b\0c"]) is None  # it would split into three: the caller passes an array
+    assert native.joined([]) is None
+    assert native.joined(["x"] * native.MAX_JOINED) is not None
+    assert native.joined(["x"] * (native.MAX_JOINED + 1)) is None  # the helper's stack holds so many

@@ -80,6 +80,29 @@ def test_echo_sees_the_request(handler: Callable[..., WagiHandler]) -> None:
     assert "body: payload" in body
 
 
+def test_a_nul_in_a_value_or_word_shifts_nothing(handler: Callable[..., WagiHandler]) -> None:
+    # A C string ends at its NUL: a decoded path or query word holding one reaches the guest cut
+    # there, and every other variable and word keeps its own value (the native path joins the
+    # strings into one block, which it must not do then: _native.joined).
+    echo = handler(EXAMPLES / "echo" / "echo.wasm", environment=[{"name": "QUALITY", "value": "85"}])
+    body = echo.handle(get("/p\x00X_TEST=forged", "x=%00y&z=1")).response.body.decode()
+    assert "path: /p\n" in body
+    assert "arg: x=\narg: z=1\n" in body
+    assert "header: X_TEST=yes" in body and "forged" not in body
+    assert "env: QUALITY=85" in body
+    assert "query: x=%00y&z=1" in body
+
+
+def test_more_variables_than_the_helper_splits_on_its_stack(handler: Callable[..., WagiHandler]) -> None:
+    echo = handler(EXAMPLES / "echo" / "echo.wasm")
+    count = native.MAX_JOINED + 10
+    headers = tuple((f"x-h{number}", str(number)) for number in range(count))
+    body = echo.handle(CgiRequest(method="GET", path="/", raw_path="/", query="", headers=headers,
+                                  body=b"")).response.body.decode()
+    assert f"header: X_H{count - 1}={count - 1}\n" in body
+    assert body.count("header: X_H") == count
+
+
 def test_the_hosts_environment_never_leaks(handler: Callable[..., WagiHandler],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOST_SECRET", "hunter2")

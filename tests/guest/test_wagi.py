@@ -150,3 +150,41 @@ def test_a_client_header_never_replaces_the_manifests_variable() -> None:
     env = dict(build_environment(request(headers=headers), "/", [("HTTP_X_TENANT", "acme"), ("HTTP_HOST", "fixed")]))
     assert env["HTTP_X_TENANT"] == "acme"
     assert env["HTTP_HOST"] == "fixed"
+
+
+@pytest.mark.parametrize("ends", [(b"\r\n", b"\r\n"), (b"\n", b"\n"), (b"\r\n", b"\n"), (b"\n", b"\r\n")])
+def test_the_first_blank_line_ends_the_headers_whatever_its_line_ends(ends: tuple[bytes, bytes]) -> None:
+    first, second = ends
+    output = b"Content-Type: a/b" + first + b"X-A: 1" + first + second + b"body\n\nmore\r\n\r\n"
+    response = parse_cgi_response(output)
+    assert response.headers == [(b"content-type", b"a/b"), (b"x-a", b"1")]
+    assert response.body == b"body\n\nmore\r\n\r\n"
+
+
+def test_a_header_block_seen_before_parses_the_same_and_is_not_shared() -> None:
+    # Parsed blocks are kept by their bytes: the second parse comes from there.
+    output = b"Status: 201 Created\nContent-Type: text/plain\nX-A: b\n\nfirst"
+    first = parse_cgi_response(output)
+    first.headers.append((b"x-injected", b"1"))  # a caller changing its copy changes nothing kept
+    second = parse_cgi_response(output[: -len(b"first")] + b"second")
+    assert second.status == 201
+    assert second.headers == [(b"content-type", b"text/plain"), (b"x-a", b"b")]
+    assert second.body == b"second"
+
+
+def test_a_malformed_block_is_refused_every_time() -> None:
+    for _ in range(3):
+        with pytest.raises(MalformedResponse, match="control character"):
+            parse_cgi_response(b"Content-Type: text/plain\nX-A: a\x01b\n\nbody")
+
+
+def test_kept_header_blocks_are_bounded() -> None:
+    from wasmlet.guest import _wagi
+
+    for number in range(_wagi._HEADS_KEPT * 3):  # a guest writing a new block every time
+        assert parse_cgi_response(b"Content-Type: text/plain\nX-N: %d\n\n" % number).headers[1] == (
+            b"x-n", b"%d" % number)
+    assert len(_wagi._HEADS) <= _wagi._HEADS_KEPT
+    big = b"Content-Type: text/plain\nX-Big: " + b"v" * _wagi._HEAD_KEPT_BYTES + b"\n\nbody"
+    assert parse_cgi_response(big).body == b"body"
+    assert big.split(b"\n\n")[0] not in _wagi._HEADS  # a long block is parsed every time, never kept

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 typedef void *(*config_new_fn)(void);
@@ -72,8 +73,10 @@ struct run {
     size_t envc;
     const char *const *names;
     const char *const *values;
+    const char *values_joined; /* or the values as one block, each ended by its NUL (then `values` is unused) */
     size_t argc;
     const char *const *argv;
+    const char *argv_joined;   /* likewise for argv */
     void *stdin_vec; /* a filled wasm_byte_vec_t, or NULL for no body */
     const char *stdout_path;
     const char *stderr_path;
@@ -105,14 +108,35 @@ static void *export_of(const struct api *api, void *context, struct run *run, co
     return (char *)run->extern_ + run->of_offset;
 }
 
+/* The `count` strings laid end to end in `joined` (Python checked it holds exactly that many NULs). */
+static void split(const char *joined, size_t count, const char **out) {
+    for (size_t i = 0; i < count; i++) {
+        out[i] = joined;
+        joined += strlen(joined) + 1;
+    }
+}
+
 int wasmlet_fastpath_run(const struct api *api, struct run *run) {
     run->error = run->trap = NULL;
     run->instantiated_ns = 0;
     run->memory_size = 0;
+    /* Python bounds the counts of joined strings (MAX_JOINED in _native.py), so these fit the stack. */
+    const char *values_split[run->values_joined && run->envc ? run->envc : 1];
+    const char *argv_split[run->argv_joined && run->argc ? run->argc : 1];
+    const char *const *values = run->values;
+    const char *const *argv = run->argv;
+    if (run->values_joined) {
+        split(run->values_joined, run->envc, values_split);
+        values = values_split;
+    }
+    if (run->argv_joined) {
+        split(run->argv_joined, run->argc, argv_split);
+        argv = argv_split;
+    }
     void *config = api->config_new();
     if (run->stdin_vec) api->config_set_stdin_bytes(config, run->stdin_vec); /* the config takes the vector */
-    if (!api->config_set_env(config, run->envc, run->names, run->values) ||
-        !api->config_set_argv(config, run->argc, run->argv)) {
+    if (!api->config_set_env(config, run->envc, run->names, values) ||
+        !api->config_set_argv(config, run->argc, argv)) {
         api->config_delete(config);
         return run->stage = CONFIG;
     }

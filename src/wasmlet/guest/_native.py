@@ -25,15 +25,16 @@ import shutil
 import stat
 import subprocess
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from wasmtime import _ffi as ffi
 
 from . import _capi as capi
-from ._watch import FORGET_WATCH, ON_DEADLINE
+from ._watch import ON_DEADLINE
 
-__all__ = ["CONFIG", "DONE", "FILES", "INSTANTIATE", "NATIVE_ENV", "NO_ENTRY", "SET_WASI", "FastPath", "Run",
-           "fast_path", "library_path", "new_run"]
+__all__ = ["CONFIG", "DONE", "FILES", "INSTANTIATE", "MAX_JOINED", "NATIVE_ENV", "NO_ENTRY", "SET_WASI", "FastPath",
+           "Run", "fast_path", "joined", "library_path", "new_run"]
 
 log = logging.getLogger("wasmlet.guest")
 
@@ -62,8 +63,8 @@ class Run(ctypes.Structure):
 
     _fields_ = [
         ("engine", _vp), ("pre", _vp),
-        ("envc", ctypes.c_size_t), ("names", _vp), ("values", _vp),
-        ("argc", ctypes.c_size_t), ("argv", _vp),
+        ("envc", ctypes.c_size_t), ("names", _vp), ("values", _vp), ("values_joined", ctypes.c_char_p),
+        ("argc", ctypes.c_size_t), ("argv", _vp), ("argv_joined", ctypes.c_char_p),
         ("stdin_vec", _vp), ("stdout_path", ctypes.c_char_p), ("stderr_path", ctypes.c_char_p),
         ("memory", ctypes.c_int64), ("epoch_deadline", ctypes.c_uint64),
         ("deadline_callback", _vp), ("deadline_data", _vp), ("deadline_finalizer", _vp),
@@ -77,6 +78,24 @@ class Run(ctypes.Structure):
 
 # Run.stage: where the run stopped (the enum of _fastpath.c).
 DONE, FILES, CONFIG, SET_WASI, INSTANTIATE, NO_ENTRY = range(6)
+# Strings one joined block may hold: the helper splits it into an array on its stack, 8 bytes each.
+MAX_JOINED = 4096
+
+
+def joined(strings: Collection[str]) -> bytes | None:
+    """``strings`` as one block of NUL-ended strings (``Run.values_joined``, ``Run.argv_joined``), or ``None``
+    when one of them holds a NUL or there are too many: then the caller passes a ``char **``.
+
+    One join and one encoding instead of one per string and an array of
+    addresses built in Python (~2 us for a request's 22 variables). A NUL
+    inside a string would shift every string after it, so such a block is
+    never made: the ``char **`` path reads each string up to its first NUL.
+    """
+    count = len(strings)
+    text = "\0".join(strings)
+    if count > MAX_JOINED or text.count("\0") != count - 1:
+        return None
+    return text.encode("utf-8", "surrogateescape")
 
 
 class FastPath:
@@ -110,7 +129,7 @@ def new_run(lane: capi.Lane) -> tuple[Run, int]:
     run.func_kind = int(ffi.WASMTIME_EXTERN_FUNC.value)
     run.memory_kind = int(ffi.WASMTIME_EXTERN_MEMORY.value)
     run.deadline_callback = ON_DEADLINE
-    run.deadline_finalizer = FORGET_WATCH
+    run.deadline_finalizer = None  # the caller forgets the watch: the store never outlives the run
     return run, ctypes.addressof(run)
 
 

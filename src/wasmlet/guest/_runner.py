@@ -49,7 +49,6 @@ from ._wagi import (
 from ._wasi_http import OutboundContext, call_depth, outbound_context
 from ._watch import (
     CHECK_TICKS,
-    FORGET_WATCH,
     ON_DEADLINE,
     GiveWay,
     Watch,
@@ -268,6 +267,9 @@ class WagiHandler:
         # A guest that can reach nothing outside its instance (no outbound HTTP, no directories)
         # can be run again from the start without anyone seeing the first run: see handle_inline.
         self.inline_ok = not outbound and not self.preopens
+        # Only poll_oneoff reads the deadline bound to the thread (_sleep): a module that
+        # cannot call it runs without the binding (~1 us a request).
+        self._sleeps = any(item.name == "poll_oneoff" for item in module.imports)
         try:
             self._pre = linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:
@@ -326,12 +328,15 @@ class WagiHandler:
         cpu_started = time.thread_time()
         if budget:
             watch.yield_at = cpu_started + budget
-        with bind_deadline(GiveWay(watch) if budget else watch):
-            if outbound is not None:
-                with outbound_context(outbound):
+        if outbound is None and not self._sleeps:
+            failure, memory, files = calls(env, argv, request.body, files, watch, budget)
+        else:
+            with bind_deadline(GiveWay(watch) if budget else watch):
+                if outbound is not None:
+                    with outbound_context(outbound):
+                        failure, memory, files = calls(env, argv, request.body, files, watch, budget)
+                else:
                     failure, memory, files = calls(env, argv, request.body, files, watch, budget)
-            else:
-                failure, memory, files = calls(env, argv, request.body, files, watch, budget)
         cpu = time.thread_time() - cpu_started
         if watch.reason == "yield":
             return None
@@ -359,14 +364,16 @@ class WagiHandler:
         lane = files.lane
         store = capi.store_new(self._engine_ptr, None, None)
         context = capi.store_context(store)
+        watch_id = next(watch_ids)
+        watches[watch_id] = watch
         try:
             capi.store_limiter(store, self.limits.memory, -1, 2, 4, 1)  # 2 instances: the sleep trampoline
             error = capi.context_set_wasi(context, config)  # takes the config, also on error
             if error:
                 raise capi.error_from(error)
-            watch_id = next(watch_ids)
-            watches[watch_id] = watch
-            capi.store_epoch_deadline_callback(store, ON_DEADLINE, watch_id, FORGET_WATCH)
+            # No finalizer: the store is deleted below, and the watch forgotten after it (a
+            # finalizer would re-enter Python from store_delete, ~1 us a request).
+            capi.store_epoch_deadline_callback(store, ON_DEADLINE, watch_id, None)
             capi.context_set_epoch_deadline(context, 1 if budget else CHECK_TICKS)
             failure: GuestError | None = None
             try:
@@ -378,6 +385,7 @@ class WagiHandler:
                 memory = lane.memory_size(context)
         finally:
             capi.store_delete(store)  # release the pool slot and WASI's handles on the scratch files now
+            watches.pop(watch_id, None)
         return failure, memory, files
 
     def _calls_native(self, env: dict[str, str], argv: list[str], body: bytes, files: ScratchFiles, watch: Watch,
@@ -385,17 +393,21 @@ class WagiHandler:
         """``_calls`` made by the C helper in one crossing (``_native``); the same calls, in the same order."""
         fast = self._fast
         assert fast is not None
-        names, values_at, values_owner = self._env_arrays(env)
-        words = list(map(_encode, argv))
-        argv_at, argv_owner = capi.string_array(words)
+        names = self._env_names(env)
+        # The values and argv as joined blocks the helper splits (or, for a string holding a NUL, arrays).
+        values_joined = native.joined(env.values())
+        values_at, values_owner = (0, None) if values_joined is not None else self._env_values(env)
+        argv_joined = native.joined(argv)
+        words = [] if argv_joined is not None else list(map(_encode, argv))  # what the array points into
+        argv_at, argv_owner = (0, None) if argv_joined is not None else capi.string_array(words)
         for _ in range(2):  # a second time with new scratch files if the old were removed under us
             lane = files.lane
             if lane.fast is None:
                 lane.fast = native.new_run(lane)
             run, run_at = lane.fast
             run.engine, run.pre = self._engine_ptr, self._pre_ptr
-            run.envc, run.names, run.values = names[0], names[1], values_at
-            run.argc, run.argv = len(words), argv_at
+            run.envc, run.names, run.values, run.values_joined = names[0], names[1], values_at, values_joined
+            run.argc, run.argv, run.argv_joined = len(argv), argv_at, argv_joined
             if body:
                 capi.byte_vec_new(lane.stdin_at, len(body), body)  # copies the bytes; the config takes them
                 run.stdin_vec = lane.stdin_at
@@ -410,8 +422,8 @@ class WagiHandler:
             watches[watch_id] = watch
             run.deadline_data = watch_id
             stage = fast.run(run_at)
-            if stage in (native.FILES, native.CONFIG):  # no store was made: nothing forgets the watch but us
-                watches.pop(watch_id, None)
+            watches.pop(watch_id, None)  # the store is gone: the helper registers no finalizer
+            if stage in (native.FILES, native.CONFIG):
                 if stage == native.CONFIG:
                     raise wasmtime.WasmtimeError("failed to configure the guest environment or argv")
                 watch.files = files = scratch_files(renew=True)
@@ -419,7 +431,7 @@ class WagiHandler:
             break
         else:
             raise wasmtime.WasmtimeError("failed to set stdout file")
-        del values_owner, argv_owner
+        del values_owner, argv_owner, words
         if stage == native.SET_WASI:
             raise capi.error_from(run.error)
         watch.instantiated_ns = run.instantiated_ns
@@ -453,7 +465,8 @@ class WagiHandler:
     def _configure(self, config: int, env: dict[str, str], argv: list[str], body: bytes,
                    files: ScratchFiles) -> ScratchFiles:
         """Fill ``config``; the scratch files it writes to (``files``, or new ones if those were removed)."""
-        names, values_at, values_owner = self._env_arrays(env)
+        names = self._env_names(env)
+        values_at, values_owner = self._env_values(env)
         if not capi.wasi_config_set_env(config, names[0], names[1], values_at):
             raise wasmtime.WasmtimeError("failed to configure the guest environment")
         del values_owner
@@ -477,9 +490,8 @@ class WagiHandler:
                 raise wasmtime.WasmtimeError(f"failed to preopen {host!r}")
         return files
 
-    def _env_arrays(self, env: dict[str, str]) -> tuple[tuple[int, int, object, list[bytes]], int, object]:
-        """The environment's C arrays: (count, names' char **, ...) kept per set of names, the values' ``char **``
-        and what owns that array (keep it until the call)."""
+    def _env_names(self, env: dict[str, str]) -> tuple[int, int, object, list[bytes]]:
+        """The environment's names as a C array: (count, its ``char **``, what owns it, the encoded names)."""
         # The names are the same from one request to the next unless the client's header set
         # changes: their C array is kept per set of names (a few per client kind).
         key = tuple(env)
@@ -491,9 +503,14 @@ class WagiHandler:
                 if len(self._names) >= _NAME_SETS:
                     self._names.clear()
                 self._names[key] = names
+        return names
+
+    @staticmethod
+    def _env_values(env: dict[str, str]) -> tuple[int, object]:
+        """The environment's values as a ``char **``, and what owns it and them (keep it until the call)."""
         values = list(map(_env_value, env.values()))
         values_at, values_owner = capi.string_array(values)
-        return names, values_at, (values, values_owner)
+        return values_at, (values, values_owner)
 
     def _instantiate_and_call(self, context: int, lane: capi.Lane, watch: Watch) -> None:
         """Instantiate into ``context`` and run the entrypoint; the instance's time.time_ns() goes to ``watch``."""

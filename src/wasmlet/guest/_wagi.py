@@ -198,6 +198,16 @@ class ArgvTemplate:
         return argv or [""]
 
 
+# The end of the CGI header block: the first blank line, whatever mix of CRLF and LF ends
+# its two lines (the earliest of "\r\n\r\n", "\n\n", "\r\n\n" and "\n\r\n").
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+# Parsed header blocks by their exact bytes: a guest writes the same few on every request.
+# Bounded in count and size, as the blocks are the guest's choice.
+_HEADS: dict[bytes, tuple[int, tuple[tuple[bytes, bytes], ...]]] = {}
+_HEADS_KEPT = 256
+_HEAD_KEPT_BYTES = 1024
+
+
 def parse_cgi_response(output: bytes) -> CgiResponse:
     """Parse a CGI response (RFC 3875 section 6) from the guest's stdout.
 
@@ -214,19 +224,29 @@ def parse_cgi_response(output: bytes) -> CgiResponse:
     be read as the answer to the next request. Raises ``MalformedResponse``
     saying what is wrong.
     """
-    end = -1
-    sep = 0
-    for marker in (b"\r\n\r\n", b"\n\n", b"\r\n\n", b"\n\r\n"):
-        found = output.find(marker)
-        if found != -1 and (end == -1 or found < end):
-            end, sep = found, len(marker)
-    if end == -1:
+    blank = _BLANK_LINE.search(output)
+    if blank is None:
         if not output:
             raise MalformedResponse("the guest wrote nothing to stdout (expected CGI headers, a blank line, a body)")
         raise MalformedResponse("no blank line ends the CGI headers")
+    end = blank.start()
     if end > _MAX_HEADER_BYTES:
         raise MalformedResponse(f"CGI headers exceed {_MAX_HEADER_BYTES} bytes")
-    head, body = output[:end], output[end + sep:]
+    head = output[:end]
+    parsed = _HEADS.get(head)
+    if parsed is None:
+        parsed = _parse_head(head)  # raises for a malformed block, which is never kept
+        if end <= _HEAD_KEPT_BYTES:
+            if len(_HEADS) >= _HEADS_KEPT:
+                _HEADS.clear()
+            _HEADS[head] = parsed
+    status, headers = parsed
+    return CgiResponse(status=status, headers=list(headers),
+                       body=b"" if status in _BODILESS else output[blank.end():])
+
+
+def _parse_head(head: bytes) -> tuple[int, tuple[tuple[bytes, bytes], ...]]:
+    """The status and the headers passed on, from a CGI header block (``parse_cgi_response``)."""
     status: int | None = None
     location = False
     content_type = False
@@ -260,6 +280,4 @@ def parse_cgi_response(output: bytes) -> CgiResponse:
         raise MalformedResponse("CGI response has none of Content-Type, Location or Status (RFC 3875 section 6.2)")
     if status is None:
         status = 302 if location else 200
-    if status in _BODILESS:
-        body = b""
-    return CgiResponse(status=status, headers=headers, body=body)
+    return status, tuple(headers)
