@@ -80,8 +80,16 @@ class CircuitBreaker:
         with self._lock:
             return self._state
 
+    def peek(self) -> State:
+        """The state without the lock: for a gauge, which a change a moment later corrects."""
+        return self._state
+
     def allow(self) -> tuple[bool, float]:
         """May a request go to the guest now? ``(True, 0)`` or ``(False, retry_after_seconds)``."""
+        if self.peek() is State.CLOSED:
+            # Every request asks: closed, it needs neither the lock nor the clock. A read racing
+            # a change to open sees the state just before it, as if it had taken the lock first.
+            return True, 0.0
         now = self._clock()
         s = self.settings
         with self._lock:
@@ -102,6 +110,8 @@ class CircuitBreaker:
 
     def record(self, success: bool) -> None:
         """Report the outcome of a request ``allow()`` let through."""
+        if success and self.peek() is State.CLOSED:
+            return  # the common case changes nothing (as below, without the lock)
         now = self._clock()
         s = self.settings
         with self._lock:

@@ -166,7 +166,7 @@ class AppGuard:
         """Feed one finished request to the breaker."""
         self._breakers.record(self.app, not counts_as_failure(failure))
         if self._metrics:
-            state = self._breakers.get(self.app).state
+            state = self._breakers.get(self.app).peek()
             if state is not self._gauged:  # the gauge keeps its value: write it when it changes only
                 if self._gauge is None:
                     self._gauge = BREAKER_STATE.labels(self.app)
