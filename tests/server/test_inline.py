@@ -79,6 +79,21 @@ def test_a_long_run_that_never_gave_way_backs_off_too(monkeypatch: pytest.Monkey
     assert policy.gave_way_count == 1
 
 
+def test_an_apps_first_run_in_a_worker_pays_its_cold_costs_unheld(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr("wasmlet.server._inline.time.monotonic", lambda: now[0])
+    policy = InlinePolicy()
+    handler = _Inline()
+    long = GuestStats(0, 0, 0, cpu_seconds=INLINE_BUDGET * 2, memory=0)
+    policy.ran("a", long)  # the first: scratch files, a pool slot's first page faults
+    assert policy.handler("a", handler) is handler and policy.gave_way_count == 0
+    policy.ran("a", long)  # the second long run is held against it
+    assert policy.handler("a", handler) is None and policy.gave_way_count == 1
+    policy.ran("b", None)  # a first run that failed before any stats uses up b's allowance too
+    policy.ran("b", long)
+    assert policy.handler("b", handler) is None and policy.gave_way_count == 2
+
+
 @pytest.fixture
 def one_loop(serve: Serve, tmp_path: Path) -> Server:
     components: list[dict[str, object]] = [
