@@ -314,6 +314,21 @@ def test_half_sent_headers_get_408_at_the_deadline(start: Callable[..., Server])
             conn.close()
 
 
+def test_a_later_heads_deadline_counts_from_its_own_first_byte(start: Callable[..., Server]) -> None:
+    # The deadline's timer outlives the request it was armed for (re-arming it for every
+    # request cost ~1.5 us): one still running for an earlier head must not cut a later one short.
+    server = start("--header-timeout", "1")
+    with connection(server.port) as conn:
+        conn.request("/hello")
+        assert conn.response()[0] == 200
+        time.sleep(0.6)  # the first head's timer is due 0.4 s from now
+        began = time.monotonic()
+        conn.send(b"GET /hello HTTP/1.1\r\nHo")
+        assert conn.until_closed().startswith(b"HTTP/1.1 408 ")
+        waited = time.monotonic() - began
+    assert 0.9 <= waited < 5, waited  # its own 1 s, not what was left of the first head's
+
+
 def test_an_endless_header_is_cut(start: Callable[..., Server]) -> None:
     server = start()
     with connection(server.port) as conn:
