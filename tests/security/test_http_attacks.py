@@ -329,6 +329,31 @@ def test_a_later_heads_deadline_counts_from_its_own_first_byte(start: Callable[.
     assert 0.9 <= waited < 5, waited  # its own 1 s, not what was left of the first head's
 
 
+def test_an_idle_kept_alive_connection_is_closed_after_its_keep_alive(host: Server) -> None:
+    # uvicorn's keep-alive deadline (5 s in wasmlet's workers): a client that keeps connections
+    # open and idle holds none of them for longer.
+    with connection(host.port) as conn:
+        conn.request("/hello")
+        assert conn.response()[0] == 200
+        idle = time.monotonic()
+        assert conn.until_closed() == b""
+        assert 4.5 <= time.monotonic() - idle < 9.5
+
+
+def test_a_request_longer_than_the_keep_alive_is_not_cut(serve: Serve, tmp_path: Path) -> None:
+    slow = [{"name": "slow", "properties": {"moduleURL": str(GUESTS / "slow.wasm"), "route": "/slow"}}]
+    server = serve(str(write_manifest(tmp_path / "slow.yaml", slow)), workers=1)
+    with connection(server.port) as conn:
+        conn.request("/slow?ms=1")
+        assert conn.response()[0] == 200
+        time.sleep(3)  # the keep-alive's 5 s would end 2 s into the next request if it still ran
+        conn.request("/slow?ms=4000")
+        status, _, body = conn.response()
+        assert (status, body) == (200, b"slept 4000 ms\n")
+        conn.request("/slow?ms=1")  # and the connection is still there
+        assert conn.response()[0] == 200
+
+
 def test_an_endless_header_is_cut(start: Callable[..., Server]) -> None:
     server = start()
     with connection(server.port) as conn:
