@@ -398,8 +398,7 @@ class WagiHandler:
         values_joined = native.joined(env.values())
         values_at, values_owner = (0, None) if values_joined is not None else self._env_values(env)
         argv_joined = native.joined(argv)
-        words = [] if argv_joined is not None else list(map(_encode, argv))  # what the array points into
-        argv_at, argv_owner = (0, None) if argv_joined is not None else capi.string_array(words)
+        argv_at, argv_owner = (0, None) if argv_joined is not None else self._argv_array(argv)
         for _ in range(2):  # a second time with new scratch files if the old were removed under us
             lane = files.lane
             if lane.fast is None:
@@ -431,7 +430,7 @@ class WagiHandler:
             break
         else:
             raise wasmtime.WasmtimeError("failed to set stdout file")
-        del values_owner, argv_owner, words
+        del values_owner, argv_owner
         if stage == native.SET_WASI:
             raise capi.error_from(run.error)
         watch.instantiated_ns = run.instantiated_ns
@@ -470,9 +469,8 @@ class WagiHandler:
         if not capi.wasi_config_set_env(config, names[0], names[1], values_at):
             raise wasmtime.WasmtimeError("failed to configure the guest environment")
         del values_owner
-        words = list(map(_encode, argv))
-        argv_at, argv_owner = capi.string_array(words)
-        if not capi.wasi_config_set_argv(config, len(words), argv_at):
+        argv_at, argv_owner = self._argv_array(argv)
+        if not capi.wasi_config_set_argv(config, len(argv), argv_at):
             raise wasmtime.WasmtimeError("failed to configure the guest argv")
         del argv_owner
         if body:
@@ -511,6 +509,13 @@ class WagiHandler:
         values = list(map(_env_value, env.values()))
         values_at, values_owner = capi.string_array(values)
         return values_at, (values, values_owner)
+
+    @staticmethod
+    def _argv_array(argv: list[str]) -> tuple[int, object]:
+        """argv as a ``char **``, and what owns it and the words (keep it until the call)."""
+        words = list(map(_encode, argv))
+        argv_at, argv_owner = capi.string_array(words)
+        return argv_at, (words, argv_owner)
 
     def _instantiate_and_call(self, context: int, lane: capi.Lane, watch: Watch) -> None:
         """Instantiate into ``context`` and run the entrypoint; the instance's time.time_ns() goes to ``watch``."""

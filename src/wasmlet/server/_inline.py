@@ -82,13 +82,14 @@ class InlinePolicy:
         second under load. A guest that holds the thread on purpose gets one
         such run per worker more, then backs off as above.
         """
+        long = stats is not None and stats.cpu_seconds > INLINE_BUDGET
         if app not in self._warm:
             if len(self._warm) >= 4096:  # bounded: names are the plan's, but deploys come and go
                 self._warm.clear()
             self._warm.add(app)
-            if stats is not None and stats.cpu_seconds > INLINE_BUDGET:
+            if long:
                 return
-        if stats is not None and stats.cpu_seconds > INLINE_BUDGET:
+        if long:
             self.gave_way(app)
         else:
             self.finished(app)
