@@ -85,7 +85,7 @@ def staged(handler: WagiHandler, clock: dict[str, list[float]]) -> None:
     capi.context_set_wasi(context, config)
     watch_id = next(watch_mod.watch_ids)
     watch_mod.watches[watch_id] = watch
-    capi.store_epoch_deadline_callback(store, watch_mod.ON_DEADLINE, watch_id, watch_mod.FORGET_WATCH)
+    capi.store_epoch_deadline_callback(store, watch_mod.ON_DEADLINE, watch_id, None)  # no finalizer, as _calls
     capi.context_set_epoch_deadline(context, watch_mod.CHECK_TICKS)
     t4 = now()
     lane.trap.value = None
@@ -94,6 +94,7 @@ def staged(handler: WagiHandler, clock: dict[str, list[float]]) -> None:
     lane.call(context, handler._entrypoint)
     t6 = now()
     capi.store_delete(store)
+    watch_mod.watches.pop(watch_id, None)
     t7 = now()
     stats = runner.GuestStats(0, 0, 0, 0.0, 0)
     runner._outcome(handler.name, handler.limits, files, watch, None, stats)

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from wasmtime import _ffi as ffi
 
-__all__ = ["CHECK_TICKS", "FORGET_WATCH", "ON_DEADLINE", "GiveWay", "Sized", "Watch", "forget_watch", "on_deadline",
+__all__ = ["CHECK_TICKS", "ON_DEADLINE", "GiveWay", "Sized", "Watch", "forget_watch", "on_deadline",
            "watch_ids", "watches"]
 
 
@@ -119,4 +119,3 @@ def forget_watch(data):  # type: ignore[no-untyped-def]
 
 
 ON_DEADLINE = ctypes.cast(on_deadline, ctypes.c_void_p).value
-FORGET_WATCH = ctypes.cast(forget_watch, ctypes.c_void_p).value
