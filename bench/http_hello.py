@@ -28,6 +28,7 @@ shared with other work, the figure that depends least on what else runs):
 
     .venv/bin/python bench/http_hello.py [--rounds 3] [--seconds 5] [--start] [--only wasmlet,static]
         [--base DIR]   # DIR: e.g. `git archive HEAD | tar -x -C DIR`, served as "wasmlet-base"
+        [--manifest examples/c-http/app.yaml]   # wasmlet serves the wasi:http hello instead of WAGI's
 """
 
 from __future__ import annotations
@@ -76,10 +77,10 @@ def wasmtime_cli() -> Path:
 
 
 def contenders(cache: str, port: int, only: set[str] | None, base: str | None,
-               workers: int = 2) -> dict[str, tuple[list[str], dict[str, str], str]]:
+               workers: int = 2, manifest: Path = HELLO_YAML) -> dict[str, tuple[list[str], dict[str, str], str]]:
     """name -> (argv, environment, ready path)."""
     env = wasmlet_env(cache)
-    serve = [WASMLET, "--log-level", "warning", "serve", str(HELLO_YAML), "--listen", f"127.0.0.1:{port}",
+    serve = [WASMLET, "--log-level", "warning", "serve", str(manifest), "--listen", f"127.0.0.1:{port}",
              "--workers", str(workers)]
     table = {
         "static": ([str(VENV_BIN / "uvicorn"), "_static_app:app", "--app-dir", str(ROOT / "bench"), "--host",
@@ -145,6 +146,9 @@ def main() -> None:
     parser.add_argument("--start", action="store_true", help="also time spawn to first 200")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="for wasmlet and the static floor")
+    parser.add_argument("--manifest", default=str(HELLO_YAML),
+                        help="the app wasmlet serves (e.g. examples/c-http/app.yaml: the wasi:http hello "
+                             "wasmtime serve gets)")
     parser.add_argument("--base", default=None,
                         help="also serve from this source tree (its src/ on PYTHONPATH), e.g. HEAD before a change")
     args = parser.parse_args()
@@ -154,7 +158,7 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {}
     with temp_cache() as cache:
         port = free_port()
-        table = contenders(cache, port, only, args.base, args.workers)
+        table = contenders(cache, port, only, args.base, args.workers, Path(args.manifest))
         for _ in range(args.rounds):
             for name, (argv, env, ready) in table.items():
                 with running(argv, port, env=env, log=OUT / f"http_hello-{name}.log", ready_path=ready) as server:

@@ -1,6 +1,6 @@
 """Profile a serving worker under load with py-spy: where a request's CPU goes.
 
-Starts ``wasmlet serve examples/hello/app.yaml --workers 1``, drives it with
+Starts ``wasmlet serve examples/hello/app.yaml --workers 1`` (or ``--manifest``), drives it with
 wrk, and records the worker with py-spy (all threads, idle frames dropped):
 
 * collapsed stacks -> ``bench/out/profile-<server>.txt``, summarised here as
@@ -78,9 +78,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--native", action="store_true")
+    parser.add_argument("--manifest", default=str(ROOT / "examples" / "hello" / "app.yaml"),
+                        help="the app to serve (e.g. examples/c-http/app.yaml, the wasi:http hello)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    manifest = str(ROOT / "examples" / "hello" / "app.yaml")
+    manifest = args.manifest
     port = free_port()
     argv = [WASMLET, "--log-level", "warning", "serve", manifest, "--listen", f"127.0.0.1:{port}",
             "--server", args.server, "--workers", "1"]

@@ -56,7 +56,9 @@ class ResponseStream:
         self._loop = loop
         self._limit = limit
         self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)
+        # Made when a writer first has to wait for room (never, for most responses): a Condition
+        # costs more to build than a small response's whole queueing.
+        self._room: threading.Condition | None = None
         self._head: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self._chunks: deque[bytes] = deque()
         self._queued = 0
@@ -84,6 +86,8 @@ class ResponseStream:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
+                if self._room is None:
+                    self._room = threading.Condition(self._lock)
                 self._room.wait(left)
             if not self._closed and not self._refused:  # closed: the request went away, nobody will send it
                 self._chunks.append(data)
@@ -97,6 +101,10 @@ class ResponseStream:
                 self._ended = True
                 self._wake_locked()
 
+    def _notify_writer_locked(self) -> None:
+        if self._room is not None:
+            self._room.notify_all()
+
     def _wake_locked(self) -> None:
         waiter = self._waiter
         if waiter is not None:
@@ -109,14 +117,14 @@ class ResponseStream:
         with self._lock:
             if not self.started:
                 self._refused = True
-                self._room.notify_all()
+                self._notify_writer_locked()
                 self._wake_locked()
 
     def close(self) -> None:
         """Nothing more will be written: ``send_to`` sends what is queued and returns; a waiting writer returns."""
         with self._lock:
             self._closed = True
-            self._room.notify_all()
+            self._notify_writer_locked()
             self._wake_locked()
 
     async def send_to(self, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
@@ -132,7 +140,7 @@ class ResponseStream:
                 if self._chunks:
                     self._chunks.clear()
                     self._queued = 0
-                    self._room.notify_all()
+                    self._notify_writer_locked()
                 ended, closed = self._ended, self._closed or self._refused
                 waiter = None
                 if head is None and not body and not ended and not closed:

@@ -144,8 +144,8 @@ class StreamedAnswers:
                     self.inline.ran(app.name, result.stats)
             if result is not None or failure is not None:
                 stream.close()
-                sender = loop.create_task(stream.send_to(send, ids))
-                return await self._streamed_outcome(send, app, stream, sender, result, failure, None, ids,
+                # All of it is queued already: sent from this task (no sender task, no wait_for).
+                return await self._streamed_outcome(send, app, stream, None, result, failure, None, ids,
                                                     request_id, trace_id)
         stream = ResponseStream(loop)
         if upload is not None:
@@ -179,16 +179,21 @@ class StreamedAnswers:
                                             trace_id)
 
     async def _streamed_outcome(
-        self, send: Send, app: App, stream: ResponseStream, sender: asyncio.Task[None], result: GuestResult | None,
-        failure: GuestError | None, upload: RequestBody | None, ids: list[tuple[bytes, bytes]], request_id: str,
-        trace_id: str,
+        self, send: Send, app: App, stream: ResponseStream, sender: asyncio.Task[None] | None,
+        result: GuestResult | None, failure: GuestError | None, upload: RequestBody | None,
+        ids: list[tuple[bytes, bytes]], request_id: str, trace_id: str,
     ) -> tuple[int, str, GuestStats | None]:
-        """After a streaming guest returned (``stream`` closed): send the rest, or fail as its point allows."""
+        """After a streaming guest returned (``stream`` closed): send the rest, or fail as its point allows.
+
+        ``sender`` is the task sending ``stream`` while the guest ran; None if none was started
+        (an inline run: nothing was sent yet, and the rest is sent from here).
+        """
         fields = {"app": app.name, "request_id": request_id, "trace_id": trace_id}
+        pending = sender if sender is not None else _SendRest(stream, send, ids)
         if upload is not None:
             upload.close()  # the guest returned: nothing more of the body is received or held
             if upload.cause is not None and not stream.started:
-                sender.cancel()
+                pending.cancel()
                 stats = result.stats if result is not None else (
                     failure.stats if failure is not None and isinstance(failure.stats, GuestStats) else None)
                 return await _refuse_upload(send, upload, app.name, fields, ids, stats)
@@ -197,27 +202,27 @@ class StreamedAnswers:
             if result.stderr:
                 log_stderr(result.stderr, fields)
             if not stream.started:  # a guest that answered without a committed status: as buffered
-                sender.cancel()
+                pending.cancel()
                 response = result.response
                 out_headers, body = framed(response.status, [*response.headers, *ids], response.body, "GET")
                 await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
                 await send({"type": "http.response.body", "body": body})
                 return response.status, "", result.stats
-            await _drain(sender, DRAIN_TIMEOUT)
+            await _drain(pending, DRAIN_TIMEOUT)
             if not stream.complete:
                 log.warning("app=%s the client did not take the response within %gs; closed", app.name,
                             DRAIN_TIMEOUT, extra=fields)
             return _sent_status(stream, result.response.status), "", result.stats
         stats = failure.stats if isinstance(failure.stats, GuestStats) else None
         if not stream.started:
-            sender.cancel()
+            pending.cancel()
             log.warning("app=%s cause=%s status=%d %s", app.name, failure.cause, failure.status, failure,
                         extra={**fields, "cause": failure.cause, "status": failure.status})
             log_stderr(failure.stderr, fields)
             await respond(send, failure.status, f"{failure.status} {failure.cause}\n".encode(),
                            cause=failure.cause.encode(), extra=ids)
             return failure.status, failure.cause, stats
-        await _drain(sender, ABORT_GRACE)
+        await _drain(pending, ABORT_GRACE)
         when = "after the response was complete" if stream.complete else "mid-stream; the response was cut short"
         log.warning("app=%s cause=%s status=%d %s (%s)", app.name, failure.cause, failure.status, failure, when,
                     extra={**fields, "cause": failure.cause, "status": failure.status})
@@ -226,10 +231,34 @@ class StreamedAnswers:
         # response then lacks its last chunk (RFC 9112 section 7.1), a sized one its last bytes.
         return failure.status, failure.cause, stats
 
-async def _drain(sender: asyncio.Task[None], timeout: float) -> None:
+
+class _SendRest:
+    """A closed stream's sending not started yet: ``_drain`` sends it from the calling task.
+
+    An inline run queued all of its response before anything was sent, so no task has to
+    wait for it: creating one and a ``wait_for`` around it cost more than the send itself.
+    """
+
+    __slots__ = ("_extra", "_send", "_stream")
+
+    def __init__(self, stream: ResponseStream, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
+        self._stream, self._send, self._extra = stream, send, extra
+
+    def cancel(self) -> None:
+        """Nothing is sent (nothing was)."""
+
+    async def run(self, timeout: float) -> None:
+        async with asyncio.timeout(timeout):  # a client that stopped reading is cut off, as with a task
+            await self._stream.send_to(self._send, self._extra)
+
+
+async def _drain(sender: asyncio.Task[None] | _SendRest, timeout: float) -> None:
     """Let ``sender`` send what is queued, for up to ``timeout`` seconds (then it is cancelled)."""
     try:
-        await asyncio.wait_for(sender, timeout)
+        if isinstance(sender, _SendRest):
+            await sender.run(timeout)
+        else:
+            await asyncio.wait_for(sender, timeout)
     except TimeoutError:
         pass
     except Exception:  # the server refused a message: the response stays incomplete, the request is still logged
