@@ -12,6 +12,9 @@ It is compiled from source on first use with the machine's C compiler (``cc``,
 from there afterwards. Without a compiler, or with ``WASMLET_NATIVE=0``, the
 request path makes the same calls one by one through ctypes (``_capi``): the
 behaviour is the same either way, only the cost differs.
+
+The helper also converts a ``wasi:http`` component's resources (``_proxy/_abi.py``,
+``use_native``): one crossing for what takes three ctypes calls.
 """
 
 from __future__ import annotations
@@ -58,6 +61,16 @@ class _Api(ctypes.Structure):
     _fields_ = [(name, _vp) for name in _API]
 
 
+# What wasmlet_resource_rep/_own's `struct resource_api` holds, in its order (wasi:http components).
+_RESOURCE_API = ("wasmtime_component_resource_any_to_host", "wasmtime_component_resource_host_rep",
+                 "wasmtime_component_resource_host_delete", "wasmtime_component_resource_host_new",
+                 "wasmtime_component_resource_host_to_any")
+
+
+class _ResourceApi(ctypes.Structure):
+    _fields_ = [(name, _vp) for name in _RESOURCE_API]
+
+
 class Run(ctypes.Structure):
     """``struct run`` of ``_fastpath.c``: one request's inputs, and what the run left."""
 
@@ -99,10 +112,16 @@ def joined(strings: Collection[str]) -> bytes | None:
 
 
 class FastPath:
-    """The loaded helper: ``run(lane_run)`` makes one request's calls (see ``_fastpath.c``)."""
+    """The loaded helper: ``run(lane_run)`` makes one request's calls (see ``_fastpath.c``).
+
+    ``resource_rep(resource_api, context, any)`` and ``resource_own(resource_api, context, rep,
+    type, value, kind)`` convert a component's resources (``guest/_proxy/_abi.py``); they keep
+    the GIL (a ``PyDLL`` function): they are a few C calls that never wait.
+    """
 
     def __init__(self, library: ctypes.CDLL) -> None:
-        for name, mirror in (("wasmlet_fastpath_run_size", Run), ("wasmlet_fastpath_api_size", _Api)):
+        for name, mirror in (("wasmlet_fastpath_run_size", Run), ("wasmlet_fastpath_api_size", _Api),
+                             ("wasmlet_resource_api_size", _ResourceApi)):
             size = getattr(library, name)
             size.restype, size.argtypes = ctypes.c_size_t, []
             if size() != ctypes.sizeof(mirror):  # an edit to one side only: never run on a wrong layout
@@ -114,6 +133,14 @@ class FastPath:
         function.restype = ctypes.c_int
         function.argtypes = [_vp, _vp]
         self._function = function
+        self._resource_api = _ResourceApi(*(ctypes.cast(dll[name], _vp).value for name in _RESOURCE_API))
+        self.resource_api = ctypes.addressof(self._resource_api)
+        short = ctypes.PyDLL(library._name, handle=library._handle)
+        self.resource_rep = short.wasmlet_resource_rep
+        self.resource_rep.restype, self.resource_rep.argtypes = ctypes.c_int64, [_vp, _vp, _vp]
+        self.resource_own = short.wasmlet_resource_own
+        self.resource_own.restype = _vp
+        self.resource_own.argtypes = [_vp, _vp, ctypes.c_uint32, ctypes.c_uint32, _vp, ctypes.c_uint8]
 
     def run(self, run_at: int) -> int:
         """Run the request described at ``run_at`` (a ``Run``'s address); its ``stage``."""

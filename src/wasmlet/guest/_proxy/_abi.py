@@ -90,6 +90,7 @@ __all__ = [
     "u16",
     "u32",
     "u64",
+    "use_native",
     "variant",
     "wasmtime_error",
 ]
@@ -406,18 +407,52 @@ def variant(cases: dict[str, Encoder | None]) -> Encoder:
     return encode
 
 
+def _own_into(context: Context, rep: int, type_id: int, out: int) -> None:
+    """A new owned handle for ``rep`` of host type ``type_id``, as the value at ``out``."""
+    host = _host_new(True, rep, type_id)
+    error = _host_to_any(context, host, out + _OF)  # the new handle's pointer goes straight to the payload
+    _host_delete(host)
+    if error:
+        _raise(error)
+    _MEM[out] = _K_RESOURCE
+
+
 def own(type_id: int) -> Encoder:
     """``own<R>`` for the host resource type ``ResourceType.host(type_id)`` from its rep."""
 
     def encode(context: Context, rep: int, out: int) -> None:
-        host = _host_new(True, rep, type_id)
-        error = _host_to_any(context, host, out + _OF)  # the new handle's pointer goes straight to the payload
-        _host_delete(host)
-        if error:
-            _raise(error)
-        _MEM[out] = _K_RESOURCE
+        _own_into(context, rep, type_id, out)  # looked up at each call: ``use_native`` may replace it
 
     return encode
+
+
+def use_native(fast: Any) -> None:
+    """Convert resources through the C helper ``fast`` (a ``guest._native.FastPath``) from now on.
+
+    ``_to_rep`` and ``_own_into`` make the same wasmtime calls in one crossing each instead of
+    three (``_fastpath.c``: ``wasmlet_resource_rep``, ``wasmlet_resource_own``). ``None`` (no
+    helper: no compiler, or ``WASMLET_NATIVE=0``) changes nothing. Idempotent.
+    """
+    global _to_rep, _own_into
+    if fast is None:
+        return
+    rep_of, own_new, api = fast.resource_rep, fast.resource_own, fast.resource_api
+
+    def to_rep(context: Context, any_ptr: int) -> int:
+        rep: int = rep_of(api, context, any_ptr)
+        if rep < 0:  # minus the address of wasmtime's error
+            _raise(-rep)
+        return rep
+
+    def own_into(context: Context, rep: int, type_id: int, out: int) -> None:
+        error = own_new(api, context, rep, type_id, out, _K_RESOURCE)
+        if error:
+            _raise(error)
+
+    _to_rep, _own_into = to_rep, own_into
+
+
+_ctypes_to_rep, _ctypes_own_into = _to_rep, _own_into  # the ctypes ways, kept (tests compare the two)
 
 
 # -- defining functions and resources ------------------------------------------------------------------------------

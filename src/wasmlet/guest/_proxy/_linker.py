@@ -23,6 +23,7 @@ import wasmtime
 import wasmtime.component as wc
 
 from ...plan import ComponentSpec
+from .. import _native as native
 from . import _abi as abi
 from ._cli import define_cli, define_clocks, define_random
 from ._deny import define_denied, is_denied
@@ -137,6 +138,7 @@ def missing_imports(imports: Imports, extensions: Iterable[Extension]) -> list[s
 
 def build_proxy_linker(engine: wasmtime.Engine, imports: Imports, extensions: Iterable[Extension]) -> wc.Linker:
     """A linker with exactly what ``imports`` names (call ``missing_imports`` first)."""
+    abi.use_native(native.fast_path())  # the resource conversions in C, when the helper is there
     linker = wc.Linker(engine)
     extensions = list(extensions)
     served = set().union(*(e.interfaces for e in extensions))
