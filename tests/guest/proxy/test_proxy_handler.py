@@ -7,6 +7,7 @@ behaviour per path, see ``proxy_guest.c``) and ``proxy_hello.wasm``.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import threading
@@ -29,6 +30,7 @@ from wasmlet._errors import (
     ModuleError,
 )
 from wasmlet.guest import CgiRequest, GuestResult, Handler, Linkers, ProxyHandler, build_handler
+from wasmlet.guest._watch import watches
 from wasmlet.plan import parse_manifest
 
 GUESTS = Path(__file__).resolve().parents[2] / "guests" / "components"
@@ -149,6 +151,21 @@ def test_sleep_within_the_deadline_is_allowed(engine: wasmtime.Engine, linkers: 
     with pytest.raises(GuestTimeout):
         slow.handle(request("/sleep"))
     assert 1.5 < time.monotonic() - started < 4.0
+
+
+def test_no_run_leaves_its_deadline_watch_behind(engine: wasmtime.Engine, linkers: Linkers) -> None:
+    # The store has no finalizer: each run forgets its watch itself once the store is deleted,
+    # whatever the outcome (a watch left behind would keep its session, and grow without bound).
+    before = len(watches)
+    handler = make(engine, linkers)  # the trial instantiation at deploy has a watch too
+    assert len(watches) == before
+    for path in ("/", "/trap", "/noout", "/loop", "/status?101", "/flood"):
+        with contextlib.suppress(GuestTrap, GuestBadResponse, GuestTimeout, GuestOutputLimit):
+            handler.handle(request(path))
+        assert len(watches) == before, path
+    assert isinstance(handler, ProxyHandler)
+    result, _ = handler.handle_inline(request("/"), budget=0.5)
+    assert result is not None and len(watches) == before
 
 
 def test_response_over_the_cap_is_an_output_limit(guest: Handler) -> None:

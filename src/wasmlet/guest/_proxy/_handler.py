@@ -55,7 +55,7 @@ from ...plan import AllowedHost
 from .._runner import GuestLimits, GuestResult, GuestStats, first_line
 from .._wagi import CgiRequest, CgiResponse
 from .._wasi_http import OutboundContext, call_depth, outbound_context
-from .._watch import CHECK_TICKS, Watch, forget_watch, on_deadline, watch_ids, watches
+from .._watch import CHECK_TICKS, Watch, on_deadline, watch_ids, watches
 from . import _abi as abi
 from . import _ids as ids
 from ._cli import Exit
@@ -81,8 +81,8 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _BODILESS = frozenset({204, 304})
 # The store and the call through wasmtime's C API directly: wasmtime-py's ``Store``, ``Linker.instantiate``
 # and ``_ffi`` wrappers cost about 4 us a request (docs/benchmarks.md, section 21). What runs the guest
-# (instantiation runs its start functions) or may take long (deleting a store gives its memory back, and calls
-# ``forget_watch``) releases the GIL, as wasmtime-py's do; the short others keep it (``abi.SHORT``).
+# (instantiation runs its start functions) or may take long (deleting a store gives its memory back) releases
+# the GIL, as wasmtime-py's do; the short others keep it (``abi.SHORT``).
 _STORE_NEW = abi.prototype("wasmtime_store_new", c_void_p, c_void_p, c_void_p, c_void_p, library=abi.SHORT)
 _STORE_CONTEXT = abi.prototype("wasmtime_store_context", c_void_p, c_void_p, library=abi.SHORT)
 _STORE_DELETE = abi.prototype("wasmtime_store_delete", None, c_void_p)
@@ -146,16 +146,21 @@ class ProxyHandler:
         self.inline_ok = not outbound and not self._contexts
         self._check_links()
 
-    def _store(self, watch: Watch) -> tuple[int, int]:
-        """A new store for one run, under ``watch``: (store, its context), both addresses; ``_STORE_DELETE`` it."""
+    def _store(self, watch: Watch) -> tuple[int, int, int]:
+        """A new store for one run, under ``watch``: (store, its context, the watch's id).
+
+        The caller deletes the store (``_STORE_DELETE``), then forgets the watch
+        (``watches.pop``): no finalizer, whose call back into Python from
+        ``wasmtime_store_delete`` would cost a crossing per request.
+        """
         store: int = _STORE_NEW(self.engine.ptr(), None, None)
         _STORE_LIMITER(store, self.limits.memory, -1, _MAX_CORE_INSTANCES, _MAX_TABLES, _MAX_MEMORIES)
         watch_id = next(watch_ids)
         watches[watch_id] = watch
-        _EPOCH_CALLBACK(store, on_deadline, watch_id, forget_watch)  # forget_watch runs when the store is deleted
+        _EPOCH_CALLBACK(store, on_deadline, watch_id, None)
         context: int = _STORE_CONTEXT(store)
         _SET_EPOCH_DEADLINE(context, CHECK_TICKS)
-        return store, context
+        return store, context, watch_id
 
     def _instantiate(self, context: int) -> Any:
         """The component instantiated in the store of ``context`` (a ``wasmtime_component_instance_t``)."""
@@ -170,7 +175,7 @@ class ProxyHandler:
         timeout = min(self.limits.timeout, _TRIAL_TIMEOUT)
         session = Session(self.name, _PROBE, [], time.monotonic() + timeout, self.limits.max_response, (), None)
         watch = Watch(session.deadline, session, self.limits.max_response, MAX_LOG)
-        store, context = self._store(watch)
+        store, context, watch_id = self._store(watch)
         try:
             with EpochTicker(self.engine, _TRIAL_TICK), bind(session):
                 self._instantiate(context)
@@ -183,6 +188,7 @@ class ProxyHandler:
             raise ModuleError(f"{self.name}: cannot link the component: {first_line(exc)}") from exc
         finally:
             _STORE_DELETE(store)
+            watches.pop(watch_id, None)
 
     def handle(self, request: CgiRequest, traceparent: str = "", sink: ResponseSink | None = None,
                source: BodySource | None = None, deadline: float | None = None) -> GuestResult:
@@ -224,7 +230,7 @@ class ProxyHandler:
         session = Session(self.name, request, headers, deadline, self.limits.max_response, self.environment, outbound,
                           sink, None if sink is None else self._head_or_none, source)
         watch = Watch(deadline, session, self.limits.max_response + 1, MAX_LOG + 1)
-        store, store_context = self._store(watch)
+        store, store_context, watch_id = self._store(watch)
         cpu_started = time.thread_time()
         instantiated_ns = 0
         failure: GuestError | None = None
@@ -253,7 +259,8 @@ class ProxyHandler:
                     stack.close()
             finally:
                 leave(previous)
-                _STORE_DELETE(store)  # the instance with it; forget_watch drops the watch from ``watches``
+                _STORE_DELETE(store)  # the instance with it
+                watches.pop(watch_id, None)
         if budget and (session.gave_way or watch.reason == "yield"):
             return None  # run again on a worker thread; nothing of this run was seen
         if failure is None and (session.timed_out or (outbound is not None and outbound.timed_out)):
