@@ -16,7 +16,8 @@ by one through ctypes, as without it.
 Then ``handle``'s steps one by one (a replica from the same C calls), to show
 where the remaining microseconds go; and with ``--asgi``, the whole ASGI app
 (``WasmletApp``: routing, admission, request id, CGI request, telemetry and the
-guest) over an in-memory receive/send, no HTTP, with short guests inline and
+guest; WAGI hello and the same answer as a C ``wasi:http`` component) over an
+in-memory receive/send, no HTTP, with short guests inline and
 with every guest on a worker thread: wall and CPU time (``process_time``, all
 threads) per request.
 
@@ -33,7 +34,7 @@ from collections.abc import Callable
 
 import wasmtime
 
-from _common import HELLO_WASM, machine, summary_us, temp_cache
+from _common import HELLO_WASM, ROOT, machine, summary_us, temp_cache
 from inprocess import REQUEST, bare
 from wasmlet.control import plan_for_module
 from wasmlet.guest import WagiHandler, scratch_files
@@ -104,6 +105,7 @@ def staged(handler: WagiHandler, clock: dict[str, list[float]]) -> None:
         clock[stage].append(b - a)
 
 
+HTTP_HELLO = ROOT / "examples" / "c-http" / "hello.wasm"  # the same answer as a wasi:http component
 SCOPE = {"type": "http", "method": "GET", "path": "/", "raw_path": b"/", "query_string": b"",
          "headers": [(b"host", b"127.0.0.1:3000"), (b"user-agent", b"wrk"), (b"accept", b"*/*")],
          "scheme": "http", "server": ("127.0.0.1", 3000), "client": ("127.0.0.1", 40000), "http_version": "1.1"}
@@ -130,22 +132,25 @@ async def asgi_loop(app: WasmletApp, iterations: int) -> tuple[float, float]:
 def asgi(iterations: int, rounds: int) -> None:
     import uvloop
 
-    results: dict[str, list[tuple[float, float]]] = {"inline": [], "threads": []}
+    guests = {"WAGI hello": HELLO_WASM, "wasi:http hello (C)": HTTP_HELLO}
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {
+        (guest, mode): [] for guest in guests for mode in ("inline", "threads")}
     with temp_cache() as cache:
-        plan = plan_for_module(HELLO_WASM, cache_dir=cache, memoryLimit="16Mi")
+        plans = {guest: plan_for_module(path, cache_dir=cache, memoryLimit="16Mi") for guest, path in guests.items()}
         for _ in range(rounds):
-            for mode in results:
-                app = WasmletApp(plan, threads=16)
+            for guest, mode in results:
+                app = WasmletApp(plans[guest], threads=16)
                 app.inline.enabled = mode == "inline"
                 app.startup()
                 try:
-                    results[mode].append(uvloop.run(asgi_loop(app, iterations)))
+                    results[guest, mode].append(uvloop.run(asgi_loop(app, iterations)))
                 finally:
                     app.shutdown()
-    print(f"\nWasmletApp on hello, no HTTP, {iterations} requests x {rounds} rounds; us per request, median\n")
-    print("| guests | wall | CPU (all threads) |\n|---|---:|---:|")
-    for mode, runs in results.items():
-        print(f"| {mode} | {statistics.median(w for w, _ in runs):.1f} | {statistics.median(c for _, c in runs):.1f} |")
+    print(f"\nWasmletApp, no HTTP, {iterations} requests x {rounds} rounds; us per request, median\n")
+    print("| guest | guests run | wall | CPU (all threads) |\n|---|---|---:|---:|")
+    for (guest, mode), runs in results.items():
+        print(f"| {guest} | {mode} | {statistics.median(w for w, _ in runs):.1f} | "
+              f"{statistics.median(c for _, c in runs):.1f} |")
 
 
 def main() -> None:

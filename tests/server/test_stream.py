@@ -139,3 +139,37 @@ def test_refused_after_a_status_changes_nothing() -> None:
 
     sent = asyncio.run(run())
     assert sent[0]["status"] == 201 and sent[-1] == {"type": "http.response.body", "body": b"body", "more_body": False}
+
+
+def test_a_whole_response_is_taken_once_and_only_when_ended_and_small_enough() -> None:
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        stream = ResponseStream(loop)
+        assert stream.take_whole(100) is None  # no status yet
+        stream.start(201, [(b"x-a", b"1")])
+        assert stream.write(b"abc", time.monotonic() + 5)
+        assert stream.take_whole(100) is None  # not ended: more may come
+        assert stream.write(b"def", time.monotonic() + 5)
+        stream.end()
+        stream.close()
+        assert stream.take_whole(5) is None  # over the limit: left to send_to
+        assert stream.take_whole(6) == (201, [(b"x-a", b"1")], b"abcdef")
+        assert stream.head_sent and stream.complete
+        assert stream.take_whole(6) is None  # taken: nothing is sent twice
+        sent, send = _collector()
+        await stream.send_to(send, [])
+        assert sent == []
+
+    asyncio.run(run())
+
+
+def test_a_refused_response_is_never_taken_whole() -> None:
+    async def run() -> None:
+        stream = ResponseStream(asyncio.get_running_loop())
+        stream.refuse()
+        stream.start(200, [])
+        stream.end()
+        stream.close()
+        assert stream.take_whole(100) is None
+
+    asyncio.run(run())

@@ -127,13 +127,30 @@ class ResponseStream:
             self._notify_writer_locked()
             self._wake_locked()
 
+    def take_whole(self, limit: int) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """The whole response, if the guest ended it, nothing of it was sent, and its body is at most
+        ``limit`` bytes: (status, headers, body), taken (the stream counts it sent). Else None.
+
+        For an inline run (``_streamed``), whose response is all queued before anything is sent.
+        """
+        with self._lock:
+            if (self._head is None or not self._ended or self._refused or self.head_sent
+                    or self._queued > limit):
+                return None
+            (status, headers), self._head = self._head, None
+            body = b"".join(self._chunks)
+            self._chunks.clear()
+            self._queued = 0
+            self.head_sent = self.complete = True
+            return status, headers, body
+
     async def send_to(self, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
         """Send the response as it comes, ``extra`` headers added, until the guest ends it or it is closed.
 
         Returns with ``complete`` False if it was closed before the end: the caller then
         ends the exchange without the last message, which the client sees as incomplete.
         """
-        while True:
+        while not self.complete:  # (taken whole already: nothing more to send)
             with self._lock:
                 head, self._head = self._head, None
                 body = b"".join(self._chunks) if self._chunks else b""

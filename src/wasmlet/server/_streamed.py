@@ -26,7 +26,7 @@ from ._stream import ResponseStream, StreamingHandler
 from ._upload import QUEUE_BYTES as UPLOAD_QUEUE_BYTES
 from ._upload import RequestBody
 
-__all__ = ["ABORT_GRACE", "DRAIN_TIMEOUT", "StreamedAnswers", "may_stream"]
+__all__ = ["ABORT_GRACE", "DIRECT_BYTES", "DRAIN_TIMEOUT", "StreamedAnswers", "may_stream"]
 
 log = logging.getLogger("wasmlet.server")
 
@@ -34,6 +34,10 @@ log = logging.getLogger("wasmlet.server")
 # that takes longer (it stopped reading) gets the connection closed on an incomplete response.
 DRAIN_TIMEOUT = 30.0
 ABORT_GRACE = 1.0  # ... once the guest failed mid-stream, before the connection is cut
+# An inline run's whole response up to this size is sent as two messages with no timer around them,
+# as a WAGI guest's is: the server's transport takes it without waiting (it pauses its writer only
+# past its high-water mark, 64 KiB); a larger one is sent under DRAIN_TIMEOUT.
+DIRECT_BYTES = 64 * 1024
 _UNBOUNDED = 1 << 62  # the queue of an inline run: never full (the guest's body is capped by maxResponseSize)
 
 
@@ -208,6 +212,12 @@ class StreamedAnswers:
                 await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
                 await send({"type": "http.response.body", "body": body})
                 return response.status, "", result.stats
+            whole = stream.take_whole(DIRECT_BYTES) if sender is None else None
+            if whole is not None:  # an inline run's small response: two messages, as a WAGI guest's
+                status, head, body = whole
+                await send({"type": "http.response.start", "status": status, "headers": [*head, *ids]})
+                await send({"type": "http.response.body", "body": body})
+                return status, "", result.stats
             await _drain(pending, DRAIN_TIMEOUT)
             if not stream.complete:
                 log.warning("app=%s the client did not take the response within %gs; closed", app.name,

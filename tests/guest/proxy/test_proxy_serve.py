@@ -112,6 +112,18 @@ def test_streamed_response(server: Server) -> None:
     assert reply.text.splitlines()[-1] == "chunk 999"
 
 
+# /stream?N writes N lines of 8-12 bytes, one host call each: a short one answers inline, its
+# whole response sent as two messages (``_streamed.DIRECT_BYTES``); the long ones give way to a
+# thread and are sent as they come. The client sees the same framing either way.
+@pytest.mark.parametrize("lines", [1, 5000, 6000, 30000])
+def test_a_whole_response_goes_out_whole_and_chunked_at_any_size(server: Server, lines: int) -> None:
+    reply = httpx.get(server.url + f"/stream?{lines}", timeout=30)
+    assert reply.status_code == 200
+    assert reply.headers["transfer-encoding"] == "chunked" and "content-length" not in reply.headers
+    assert reply.content == b"".join(b"chunk %d\n" % i for i in range(lines))
+    assert reply.headers["x-request-id"]
+
+
 @pytest.mark.parametrize(("path", "status", "cause"), FAILURES)
 def test_failures_answer_with_their_status_and_the_host_serves_on(server: Server, path: str, status: int,
                                                                    cause: str) -> None:
