@@ -229,3 +229,106 @@ void *wasmlet_resource_own(const struct resource_api *api, void *context, uint32
 }
 
 size_t wasmlet_resource_api_size(void) { return sizeof(struct resource_api); }
+
+/* A wasi:http component's request in one crossing (guest/_proxy/_handler.py, `ProxyHandler._run`): the
+   store with its limits and deadline callback, the instance, the handler's two arguments (new owned
+   handles for the request and the outparam Python made) and the call, then the store deleted. The
+   same wasmtime calls, in the same order, as the ctypes path; the guest's host calls come back into
+   Python as they do there (wasmtime calls Python's callbacks; they take the GIL this call let go). */
+
+typedef void *(*component_instantiate_fn)(const void *, void *, const void *, void *);
+typedef bool (*component_get_func_fn)(const void *, void *, const void *, void *);
+typedef void *(*component_func_call_fn)(const void *, void *, const void *, size_t, void *, size_t);
+typedef void (*component_val_delete_fn)(void *);
+
+struct component_api {
+    store_new_fn store_new;
+    store_context_fn store_context;
+    store_delete_fn store_delete;
+    store_limiter_fn store_limiter;
+    epoch_callback_fn store_epoch_deadline_callback;
+    context_set_epoch_deadline_fn context_set_epoch_deadline;
+    component_instantiate_fn instantiate;
+    component_get_func_fn get_func;
+    component_func_call_fn func_call;
+    component_val_delete_fn val_delete;
+    struct resource_api resources;
+};
+
+/* Where a component run stopped (component_run.stage). */
+enum {
+    C_DONE = 0,         /* the handler returned (or failed: error) */
+    C_INSTANTIATE = 1,  /* error from instantiation */
+    C_NO_HANDLER = 2,   /* the export is not a function */
+    C_ARGUMENTS = 3,    /* error making the handles of the two arguments */
+};
+
+/* wasmtime_component_instance_t and wasmtime_component_func_t fit in this (Python checks their sizes). */
+#define COMPONENT_ITEM_WORDS 4
+
+struct component_run {
+    /* in */
+    void *engine;
+    void *linker;
+    void *component;
+    void *handler; /* the export index of incoming-handler#handle */
+    int64_t memory;
+    int64_t instances;
+    int64_t tables;
+    int64_t memories;
+    void *deadline_callback;
+    void *deadline_data;
+    uint64_t epoch_deadline;
+    uint32_t request_rep;
+    uint32_t request_type;
+    uint32_t outparam_rep;
+    uint32_t outparam_type;
+    uint8_t resource_kind;
+    /* out */
+    int stage;
+    void *error; /* an owned wasmtime_error_t *, or NULL */
+    int64_t instantiated_ns;
+};
+
+int wasmlet_component_run(const struct component_api *api, struct component_run *run) {
+    uint64_t instance[COMPONENT_ITEM_WORDS] = {0}, func[COMPONENT_ITEM_WORDS] = {0};
+    uint64_t args[8] = {0}; /* two wasmtime_component_val_t of 32 bytes: kind at 0, payload at 8 */
+    run->error = NULL;
+    run->instantiated_ns = 0;
+    void *store = api->store_new(run->engine, NULL, NULL);
+    api->store_limiter(store, run->memory, -1, run->instances, run->tables, run->memories);
+    api->store_epoch_deadline_callback(store, run->deadline_callback, run->deadline_data, NULL);
+    void *context = api->store_context(store);
+    api->context_set_epoch_deadline(context, run->epoch_deadline);
+    run->stage = C_INSTANTIATE;
+    run->error = api->instantiate(run->linker, context, run->component, instance);
+    if (!run->error) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        run->instantiated_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+        if (!api->get_func(instance, context, run->handler, func)) {
+            run->stage = C_NO_HANDLER;
+        } else {
+            run->stage = C_ARGUMENTS;
+            uint8_t *request = (uint8_t *)&args[0], *outparam = (uint8_t *)&args[4];
+            run->error = wasmlet_resource_own(&api->resources, context, run->request_rep, run->request_type,
+                                              request, run->resource_kind);
+            if (!run->error)
+                run->error = wasmlet_resource_own(&api->resources, context, run->outparam_rep,
+                                                  run->outparam_type, outparam, run->resource_kind);
+            if (!run->error) {
+                run->stage = C_DONE;
+                run->error = api->func_call(func, context, args, 2, NULL, 0);
+            }
+            /* The arguments stay the caller's (as in Python's path): a handle the guest did not take
+               is dropped with them. One whose making failed kept its kind 0 (a bool): nothing to free. */
+            if (request[0] == run->resource_kind) api->val_delete(request);
+            if (outparam[0] == run->resource_kind) api->val_delete(outparam);
+        }
+    }
+    api->store_delete(store); /* the instance with it */
+    return run->stage;
+}
+
+size_t wasmlet_component_run_size(void) { return sizeof(struct component_run); }
+size_t wasmlet_component_api_size(void) { return sizeof(struct component_api); }

@@ -36,8 +36,9 @@ from wasmtime import _ffi as ffi
 from . import _capi as capi
 from ._watch import ON_DEADLINE
 
-__all__ = ["CONFIG", "DONE", "FILES", "INSTANTIATE", "MAX_JOINED", "NATIVE_ENV", "NO_ENTRY", "SET_WASI", "FastPath",
-           "Run", "fast_path", "joined", "library_path", "new_run"]
+__all__ = ["CONFIG", "C_ARGUMENTS", "C_DONE", "C_INSTANTIATE", "C_NO_HANDLER", "DONE", "FILES", "INSTANTIATE",
+           "MAX_JOINED", "NATIVE_ENV", "NO_ENTRY", "SET_WASI", "ComponentRun", "FastPath", "Run", "fast_path",
+           "joined", "library_path", "new_run"]
 
 log = logging.getLogger("wasmlet.guest")
 
@@ -69,6 +70,37 @@ _RESOURCE_API = ("wasmtime_component_resource_any_to_host", "wasmtime_component_
 
 class _ResourceApi(ctypes.Structure):
     _fields_ = [(name, _vp) for name in _RESOURCE_API]
+
+
+# What wasmlet_component_run's `struct component_api` holds, in its order, then a `struct resource_api`.
+_COMPONENT_API = ("wasmtime_store_new", "wasmtime_store_context", "wasmtime_store_delete", "wasmtime_store_limiter",
+                  "wasmtime_store_epoch_deadline_callback", "wasmtime_context_set_epoch_deadline",
+                  "wasmtime_component_linker_instantiate", "wasmtime_component_instance_get_func",
+                  "wasmtime_component_func_call", "wasmtime_component_val_delete")
+
+
+class _ComponentApi(ctypes.Structure):
+    _fields_ = [*((name, _vp) for name in _COMPONENT_API), ("resources", _ResourceApi)]
+
+
+class ComponentRun(ctypes.Structure):
+    """``struct component_run`` of ``_fastpath.c``: one wasi:http request's inputs, and where it stopped."""
+
+    _fields_ = [
+        ("engine", _vp), ("linker", _vp), ("component", _vp), ("handler", _vp),
+        ("memory", ctypes.c_int64), ("instances", ctypes.c_int64), ("tables", ctypes.c_int64),
+        ("memories", ctypes.c_int64),
+        ("deadline_callback", _vp), ("deadline_data", _vp), ("epoch_deadline", ctypes.c_uint64),
+        ("request_rep", ctypes.c_uint32), ("request_type", ctypes.c_uint32),
+        ("outparam_rep", ctypes.c_uint32), ("outparam_type", ctypes.c_uint32),
+        ("resource_kind", ctypes.c_uint8),
+        ("stage", ctypes.c_int), ("error", _vp), ("instantiated_ns", ctypes.c_int64),
+    ]
+
+
+# ComponentRun.stage: where the run stopped (the second enum of _fastpath.c).
+C_DONE, C_INSTANTIATE, C_NO_HANDLER, C_ARGUMENTS = range(4)
+_COMPONENT_ITEM_BYTES = 32  # COMPONENT_ITEM_WORDS: room for an instance and a func on the helper's stack
 
 
 class Run(ctypes.Structure):
@@ -121,7 +153,9 @@ class FastPath:
 
     def __init__(self, library: ctypes.CDLL) -> None:
         for name, mirror in (("wasmlet_fastpath_run_size", Run), ("wasmlet_fastpath_api_size", _Api),
-                             ("wasmlet_resource_api_size", _ResourceApi)):
+                             ("wasmlet_resource_api_size", _ResourceApi),
+                             ("wasmlet_component_run_size", ComponentRun),
+                             ("wasmlet_component_api_size", _ComponentApi)):
             size = getattr(library, name)
             size.restype, size.argtypes = ctypes.c_size_t, []
             if size() != ctypes.sizeof(mirror):  # an edit to one side only: never run on a wrong layout
@@ -133,8 +167,19 @@ class FastPath:
         function.restype = ctypes.c_int
         function.argtypes = [_vp, _vp]
         self._function = function
+        for item in (ffi.wasmtime_component_instance_t, ffi.wasmtime_component_func_t):
+            if ctypes.sizeof(item) > _COMPONENT_ITEM_BYTES:
+                raise OSError(f"{item.__name__} is {ctypes.sizeof(item)} bytes, the helper has room for "
+                              f"{_COMPONENT_ITEM_BYTES}")
         self._resource_api = _ResourceApi(*(ctypes.cast(dll[name], _vp).value for name in _RESOURCE_API))
         self.resource_api = ctypes.addressof(self._resource_api)
+        self._component_api = _ComponentApi(*(ctypes.cast(dll[name], _vp).value for name in _COMPONENT_API),
+                                            self._resource_api)
+        self._component_api_at = ctypes.addressof(self._component_api)
+        component_run = library.wasmlet_component_run  # a CDLL function: it releases the GIL, as the guest runs
+        component_run.restype = ctypes.c_int
+        component_run.argtypes = [_vp, _vp]
+        self._component_run = component_run
         short = ctypes.PyDLL(library._name, handle=library._handle)
         self.resource_rep = short.wasmlet_resource_rep
         self.resource_rep.restype, self.resource_rep.argtypes = ctypes.c_int64, [_vp, _vp, _vp]
@@ -145,6 +190,10 @@ class FastPath:
     def run(self, run_at: int) -> int:
         """Run the request described at ``run_at`` (a ``Run``'s address); its ``stage``."""
         return int(self._function(self._api_at, run_at))
+
+    def run_component(self, run_at: int) -> int:
+        """Run the wasi:http request described at ``run_at`` (a ``ComponentRun``'s address); its ``stage``."""
+        return int(self._component_run(self._component_api_at, run_at))
 
 
 def new_run(lane: capi.Lane) -> tuple[Run, int]:

@@ -58,9 +58,15 @@ def make(engine: wasmtime.Engine, linkers: Linkers, wasm: str = "proxy_guest.was
     return build_handler(spec_for({"timeout": "1s", **properties}, capabilities), component, linkers)
 
 
+# Every test here runs on both request paths (``conftest.request_path``): the C helper's and ctypes'.
+pytestmark = pytest.mark.usefixtures("request_path")
+
+
 @pytest.fixture(scope="module")
-def guest(engine: wasmtime.Engine, linkers: Linkers) -> Handler:
-    return make(engine, linkers, maxResponseSize="256Ki")
+def guest(engine: wasmtime.Engine, linkers: Linkers, request_path: str) -> Handler:
+    handler = make(engine, linkers, maxResponseSize="256Ki")
+    assert isinstance(handler, ProxyHandler) and (handler._fast is not None) == (request_path == "native")
+    return handler
 
 
 def request(path: str, body: bytes = b"", method: str = "GET",

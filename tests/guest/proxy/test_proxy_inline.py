@@ -17,9 +17,11 @@ from tests.guest.proxy.test_proxy_handler import linkers, make, request  # noqa:
 from wasmlet._errors import GuestTrap
 from wasmlet.guest import Handler, Linkers, ProxyHandler
 
+pytestmark = pytest.mark.usefixtures("request_path")  # both request paths (conftest)
+
 
 @pytest.fixture(scope="module")
-def guest(engine: wasmtime.Engine, linkers: Linkers) -> ProxyHandler:  # noqa: F811
+def guest(engine: wasmtime.Engine, linkers: Linkers, request_path: str) -> ProxyHandler:  # noqa: F811
     handler = make(engine, linkers, maxResponseSize="256Ki", timeout="5s")
     assert isinstance(handler, ProxyHandler)
     return handler

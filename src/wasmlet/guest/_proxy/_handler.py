@@ -30,6 +30,7 @@ import contextlib
 import ctypes
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -52,10 +53,11 @@ from ..._errors import (
 )
 from ...engine import EpochTicker
 from ...plan import AllowedHost
+from .. import _native as native
 from .._runner import GuestLimits, GuestResult, GuestStats, first_line
 from .._wagi import CgiRequest, CgiResponse
 from .._wasi_http import OutboundContext, call_depth, outbound_context
-from .._watch import CHECK_TICKS, Watch, on_deadline, watch_ids, watches
+from .._watch import CHECK_TICKS, ON_DEADLINE, Watch, on_deadline, watch_ids, watches
 from . import _abi as abi
 from . import _ids as ids
 from ._cli import Exit
@@ -145,9 +147,13 @@ class ProxyHandler:
         # host context) can be stopped and run again from the start unseen: see handle_inline.
         self.inline_ok = not outbound and not self._contexts
         self._check_links()
+        # The C helper makes a request's wasmtime calls in one crossing (``_execute_native``), else
+        # ctypes makes them one by one (``_execute``): the same calls, in the same order.
+        self._fast = native.fast_path()
+        self._runs = threading.local()  # a ComponentRun per thread (requests run on several at once)
 
-    def _store(self, watch: Watch) -> tuple[int, int, int]:
-        """A new store for one run, under ``watch``: (store, its context, the watch's id).
+    def _store(self, watch_id: int, epoch_deadline: int) -> tuple[int, int]:
+        """A new store for one run, under the watch ``watch_id``: (store, its context).
 
         The caller deletes the store (``_STORE_DELETE``), then forgets the watch
         (``watches.pop``): no finalizer, whose call back into Python from
@@ -155,12 +161,10 @@ class ProxyHandler:
         """
         store: int = _STORE_NEW(self.engine.ptr(), None, None)
         _STORE_LIMITER(store, self.limits.memory, -1, _MAX_CORE_INSTANCES, _MAX_TABLES, _MAX_MEMORIES)
-        watch_id = next(watch_ids)
-        watches[watch_id] = watch
         _EPOCH_CALLBACK(store, on_deadline, watch_id, None)
         context: int = _STORE_CONTEXT(store)
-        _SET_EPOCH_DEADLINE(context, CHECK_TICKS)
-        return store, context, watch_id
+        _SET_EPOCH_DEADLINE(context, epoch_deadline)
+        return store, context
 
     def _instantiate(self, context: int) -> Any:
         """The component instantiated in the store of ``context`` (a ``wasmtime_component_instance_t``)."""
@@ -175,7 +179,9 @@ class ProxyHandler:
         timeout = min(self.limits.timeout, _TRIAL_TIMEOUT)
         session = Session(self.name, _PROBE, [], time.monotonic() + timeout, self.limits.max_response, (), None)
         watch = Watch(session.deadline, session, self.limits.max_response, MAX_LOG)
-        store, context, watch_id = self._store(watch)
+        watch_id = next(watch_ids)
+        watches[watch_id] = watch
+        store, context = self._store(watch_id, CHECK_TICKS)
         try:
             with EpochTicker(self.engine, _TRIAL_TICK), bind(session):
                 self._instantiate(context)
@@ -230,37 +236,35 @@ class ProxyHandler:
         session = Session(self.name, request, headers, deadline, self.limits.max_response, self.environment, outbound,
                           sink, None if sink is None else self._head_or_none, source)
         watch = Watch(deadline, session, self.limits.max_response + 1, MAX_LOG + 1)
-        store, store_context, watch_id = self._store(watch)
+        watch_id = next(watch_ids)
+        watches[watch_id] = watch
         cpu_started = time.thread_time()
-        instantiated_ns = 0
         failure: GuestError | None = None
-        instance = None
         previous = enter(session)  # not a context manager: this is the hot path (docs/benchmarks.md)
         stack = contextlib.ExitStack() if outbound is not None or self._contexts else None
         try:
+            epoch_deadline = CHECK_TICKS
             if budget:
                 session.inline = True
                 watch.yield_at = cpu_started + budget
-                _SET_EPOCH_DEADLINE(store_context, 1)  # checked at every tick, as WagiHandler's inline runs
+                epoch_deadline = 1  # checked at every tick, as WagiHandler's inline runs
             if stack is not None:
                 if outbound is not None:
                     stack.enter_context(outbound_context(outbound))
                 for context in self._contexts:
                     stack.enter_context(context())
-            try:
-                instance = self._instantiate(store_context)
-                instantiated_ns = time.time_ns()
-                self._call(store_context, instance, session)
-            except wasmtime.WasmtimeError as exc:
-                failure = self._classify(exc, session, watch, instantiated=instance is not None)
+            fast = self._fast
+            instantiated_ns, error = (self._execute(session, watch_id, epoch_deadline) if fast is None
+                                      else self._execute_native(fast, session, watch_id, epoch_deadline))
+            if error is not None:
+                failure = self._classify(error, session, watch, instantiated=instantiated_ns != 0)
         finally:
             try:
                 if stack is not None:
                     stack.close()
             finally:
                 leave(previous)
-                _STORE_DELETE(store)  # the instance with it
-                watches.pop(watch_id, None)
+                watches.pop(watch_id, None)  # the store is gone: no finalizer forgets the watch
         if budget and (session.gave_way or watch.reason == "yield"):
             return None  # run again on a worker thread; nothing of this run was seen
         if failure is None and (session.timed_out or (outbound is not None and outbound.timed_out)):
@@ -281,6 +285,56 @@ class ProxyHandler:
         failure.stderr = logged
         failure.stats = stats
         raise failure
+
+    def _execute(self, session: Session, watch_id: int,
+                 epoch_deadline: int) -> tuple[int, wasmtime.WasmtimeError | None]:
+        """One run through ctypes: (when the instance was made in ns, or 0; wasmtime's error or None)."""
+        store, context = self._store(watch_id, epoch_deadline)
+        instantiated_ns = 0
+        try:
+            instance = self._instantiate(context)
+            instantiated_ns = time.time_ns()
+            self._call(context, instance, session)
+        except wasmtime.WasmtimeError as exc:
+            return instantiated_ns, exc
+        finally:
+            _STORE_DELETE(store)  # the instance with it
+        return instantiated_ns, None
+
+    def _execute_native(self, fast: native.FastPath, session: Session, watch_id: int,
+                        epoch_deadline: int) -> tuple[int, wasmtime.WasmtimeError | None]:
+        """As ``_execute``, through the C helper (``wasmlet_component_run``): one crossing."""
+        lane = self._runs.__dict__.get("lane")
+        if lane is None:
+            lane = self._runs.lane = self._new_run()
+        run, run_at = lane
+        run.deadline_data = watch_id
+        run.epoch_deadline = epoch_deadline
+        run.request_rep = session.add(IncomingRequest())
+        run.outparam_rep = session.add(ResponseOutparam())
+        stage = fast.run_component(run_at)
+        if stage == native.C_NO_HANDLER:
+            return run.instantiated_ns, wasmtime.WasmtimeError("the component's incoming-handler export is not a "
+                                                               "function")
+        error = run.error
+        if error:
+            run.error = None
+            return run.instantiated_ns, abi.wasmtime_error(error)
+        return run.instantiated_ns, None
+
+    def _new_run(self) -> tuple[native.ComponentRun, int]:
+        """This handler's ``ComponentRun`` for one thread, with what is the same for every request, and its address."""
+        run = native.ComponentRun()
+        run.engine = _address(self.engine.ptr())
+        run.linker = _address(self._linker.ptr())
+        run.component = _address(self._component.ptr())
+        run.handler = _address(self._handle.ptr())
+        run.memory = self.limits.memory
+        run.instances, run.tables, run.memories = _MAX_CORE_INSTANCES, _MAX_TABLES, _MAX_MEMORIES
+        run.deadline_callback = ON_DEADLINE
+        run.request_type, run.outparam_type = ids.INCOMING_REQUEST, ids.RESPONSE_OUTPARAM
+        run.resource_kind = abi.RESOURCE
+        return run, ctypes.addressof(run)
 
     def _call(self, context: int, instance: Any, session: Session) -> None:
         func = ffi.wasmtime_component_func_t()
@@ -358,6 +412,13 @@ class ProxyHandler:
             return self._head(response)
         except GuestBadResponse:
             return None
+
+
+def _address(pointer: Any) -> int:
+    """The address a ctypes pointer holds (the engine's, the linker's, ... kept alive by the handler)."""
+    address = ctypes.cast(pointer, c_void_p).value
+    assert address, "a NULL wasmtime object"
+    return address
 
 
 def _cause(exc: BaseException) -> str:
