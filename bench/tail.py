@@ -32,6 +32,7 @@ import asyncio
 import csv
 import io
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -94,6 +95,7 @@ class OpenLoop:
         self.lags: list[float] = []
         self.errors: list[str] = []
         self.elapsed = 0.0
+        self.split = ""  # connections per server process, if known
 
 
 async def _open_loop(port: int, path: str, rate: float, seconds: float, connections: int, timeout: float) -> OpenLoop:
@@ -146,17 +148,40 @@ def open_loop_c(binary: Path, port: int, path: str, rate: float, seconds: float,
     result = OpenLoop()
     with tempfile.TemporaryDirectory() as work:
         samples = Path(work) / "latencies.txt"
-        done = subprocess.run([str(binary), str(port), path, f"{rate:.3f}", f"{seconds:g}", str(connections),
-                               str(int(timeout * 1000)), str(samples)],
-                              capture_output=True, text=True, check=True, timeout=seconds + timeout + 30)
+        client = subprocess.Popen([str(binary), str(port), path, f"{rate:.3f}", f"{seconds:g}", str(connections),
+                                   str(int(timeout * 1000)), str(samples)], stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(min(1.0, seconds / 2))
+            result.split = connections_per_process(port)
+            stdout, _ = client.communicate(timeout=seconds + timeout + 30)
+        finally:
+            client.kill()
+        if client.returncode != 0:
+            raise SystemExit(f"bench/openloop failed with status {client.returncode}")
         for line in samples.read_text().splitlines():
             latency_us, lag_us = line.split()
             result.latencies.append(int(latency_us) / 1e6)
             result.lags.append(int(lag_us) / 1e6)
-    fields = done.stdout.split()  # sent N completed N errors N elapsed_s S
+    fields = stdout.split()  # sent N completed N errors N elapsed_s S
     result.errors = ["error"] * int(fields[5])
     result.elapsed = float(fields[7])
     return result
+
+
+def connections_per_process(port: int) -> str:
+    """How the established connections to ``port`` are spread over the server's processes, e.g. "38/26".
+
+    The workers share one listening socket, and long-lived connections opened in a burst land
+    unevenly: the busier worker's queue sets the tail."""
+    try:
+        text = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True,
+                              text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    counts: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", text):
+        counts[pid] = counts.get(pid, 0) + 1
+    return "/".join(str(n) for n in sorted(counts.values(), reverse=True)) or "?"
 
 
 def run_hey(url: str, rate: float, seconds: int, workers: int = 16) -> tuple[list[float], int, int]:
@@ -223,8 +248,9 @@ def main() -> None:
                         verdicts.append(f"open loop ({client}) at {rate:,.0f} req/s: no request completed")
                         continue
                     lag99 = percentile(sorted(phase.lags), 99) * 1e3
+                    split = f", per worker {phase.split}" if phase.split else ""
                     rows.append(f"| open loop at {fraction:.2g} x peak = {rate:,.0f} req/s, {args.connections} "
-                                f"connections ({client}) | {len(phase.latencies) / phase.elapsed:,.0f} |"
+                                f"connections{split} ({client}) | {len(phase.latencies) / phase.elapsed:,.0f} |"
                                 f" {figures(phase.latencies)} | {lag99:.2f} | {len(phase.errors)} |")
                     tail = percentile(sorted(phase.latencies), 99.99) * 1e3
                     verdict = ("MEETS" if tail < 10 else "MISSES") if client == "C, epoll" else "for comparison"
