@@ -40,6 +40,7 @@ wrong in its name and, where a caller branches on it, in a stable attribute::
      |    +-- GuestBadResponse       502 "bad-response": a wasi:http guest set no response, an error, or a bad one
      |    +-- GuestOutputLimit       502 "output-limit": the guest wrote more than the response cap
      |    +-- AppUnavailable         503 "unavailable": the version could not be loaded on this host
+     |    +-- GuestCapacity          503 "capacity": no instance slot free on this worker (the pool's limit)
      |    +-- GuestTimeout           504 "timeout": the guest ran past its epoch deadline
      |    +-- GuestMemoryLimit       507 "memory-limit": the guest failed at its memory limit
      +-- EgressDenied                an outbound connection the egress policy refuses (.reason)
@@ -71,6 +72,7 @@ __all__ = [
     "FileGrantError",
     "GuestBadResponse",
     "GuestError",
+    "GuestCapacity",
     "GuestExit",
     "GuestMemoryLimit",
     "GuestOutputLimit",
@@ -201,6 +203,15 @@ class GuestBadResponse(GuestError):
 class GuestTimeout(GuestError):
     status = 504
     cause = "timeout"
+
+
+class GuestCapacity(GuestError):
+    """No instance could be made: the worker's pooling allocator had no slot free (its limit of
+    core instances, memories or tables, shared by the requests running at once). The host's
+    capacity, not the guest's fault: 503, and the app's circuit breaker does not count it."""
+
+    status = 503
+    cause = "capacity"
 
 
 class GuestMemoryLimit(GuestError):

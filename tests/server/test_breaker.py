@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wasmlet import GuestExit, GuestMemoryLimit, GuestTimeout, GuestTrap, MalformedResponse
+from wasmlet import GuestCapacity, GuestExit, GuestMemoryLimit, GuestTimeout, GuestTrap, MalformedResponse
 from wasmlet.server import BreakerRegistry, BreakerSettings, CircuitBreaker, State, counts_as_failure
 
 
@@ -122,6 +122,7 @@ def test_what_counts() -> None:
     assert counts_as_failure(GuestMemoryLimit("x"))
     assert not counts_as_failure(GuestExit("x", 3)) and not counts_as_failure(MalformedResponse("x"))
     assert not counts_as_failure(None)
+    assert not counts_as_failure(GuestCapacity("x"))  # the worker's pool was full: not the app's fault
 
 
 def test_bad_settings() -> None:

@@ -52,7 +52,7 @@ from .._errors import (
 )
 from ..engine import EpochTicker
 from ._imports import Preopen
-from ._runner import GuestLimits, GuestResult, GuestRun, first_line
+from ._runner import GuestLimits, GuestResult, GuestRun, first_line, pool_full
 from ._wagi import CgiRequest
 
 __all__ = ["ComponentHandler", "build_component_linker", "find_run_export"]
@@ -197,6 +197,9 @@ class ComponentHandler:
 
     def _classify(self, exc: wasmtime.WasmtimeError, instantiated: bool) -> GuestError:
         text = str(exc)
+        full = None if instantiated else pool_full(self.name, exc)
+        if full is not None:
+            return full
         if not instantiated and "exceeds memory limits" in text:
             return GuestMemoryLimit(
                 f"{self.name}: the component needs more than its memory limit of {self.limits.memory} bytes "

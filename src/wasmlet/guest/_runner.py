@@ -15,6 +15,7 @@ import ctypes
 import dataclasses
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 
@@ -23,6 +24,7 @@ from wasmtime import _ffi as ffi
 from wasmtime._func import maybe_raise_last_exn
 
 from .._errors import (
+    GuestCapacity,
     GuestError,
     GuestExit,
     GuestMemoryLimit,
@@ -60,7 +62,8 @@ from ._watch import (
 
 log = logging.getLogger("wasmlet.guest")
 
-__all__ = ["INLINE_BUDGET", "GuestLimits", "GuestResult", "GuestRun", "GuestStats", "WagiHandler", "check_module"]
+__all__ = ["INLINE_BUDGET", "GuestLimits", "GuestResult", "GuestRun", "GuestStats", "WagiHandler", "check_module",
+           "pool_full"]
 
 _MAX_STDERR = 1 << 20
 # Seconds a guest may run on an event loop's thread before it gives way to a worker thread
@@ -459,7 +462,7 @@ class WagiHandler:
                                                          exc.code)
         if isinstance(exc, wasmtime.Trap):
             return self._classify_trap(exc)
-        return GuestTrap(f"{self.name}: {first_line(exc)}")
+        return pool_full(self.name, exc) or GuestTrap(f"{self.name}: {first_line(exc)}")
 
     def _configure(self, config: int, env: dict[str, str], argv: list[str], body: bytes,
                    files: ScratchFiles) -> ScratchFiles:
@@ -542,6 +545,19 @@ class WagiHandler:
         # for more than that at once and fails is reported as the trap or exit
         # it caused). See docs/guest-errors.md.
         return memory > 0 and memory >= self.limits.memory - max(self.limits.memory // 8, 1 << 20)
+
+
+# wasmtime's pooling allocator, out of slots: "maximum concurrent limit of 256 for core instances reached"
+# (also memories, tables, component instances, stacks). Only instantiation can meet it.
+_POOL_FULL = re.compile(r"maximum concurrent (?:limit of \d+ for [\w -]+|[\w -]+ limit of \d+) reached")
+
+
+def pool_full(name: str, exc: BaseException) -> GuestCapacity | None:
+    """``GuestCapacity`` if ``exc`` says the worker's instance pool had no slot free, else None."""
+    found = _POOL_FULL.search(str(exc))
+    if found is None:
+        return None
+    return GuestCapacity(f"{name}: no instance slot free on this worker ({found.group(0)}); try again")
 
 
 def first_line(exc: BaseException) -> str:

@@ -58,7 +58,8 @@ def counts_as_failure(exc: BaseException | None) -> bool:
     """What trips the breaker: the guest used up its deadline, trapped, or hit its memory limit.
 
     A non-zero exit, bad CGI output or an output cap is the app's answer,
-    cheap to produce, and does not count.
+    cheap to produce, and does not count; nor does ``GuestCapacity`` (the
+    worker had no instance slot free: the host's load, not the app's fault).
     """
     return isinstance(exc, (GuestTimeout, GuestTrap, GuestMemoryLimit))
 

@@ -20,9 +20,11 @@ import pytest
 import wasmtime
 import wasmtime.component as wc
 import yaml
+from tests.guest.conftest import ticking_engine
 
 from wasmlet._errors import (
     GuestBadResponse,
+    GuestCapacity,
     GuestExit,
     GuestOutputLimit,
     GuestTimeout,
@@ -31,7 +33,7 @@ from wasmlet._errors import (
 )
 from wasmlet.guest import CgiRequest, GuestResult, Handler, Linkers, ProxyHandler, build_handler
 from wasmlet.guest._watch import watches
-from wasmlet.plan import parse_manifest
+from wasmlet.plan import EngineSettings, parse_manifest
 
 GUESTS = Path(__file__).resolve().parents[2] / "guests" / "components"
 
@@ -172,6 +174,33 @@ def test_no_run_leaves_its_deadline_watch_behind(engine: wasmtime.Engine, linker
     assert isinstance(handler, ProxyHandler)
     result, _ = handler.handle_inline(request("/"), budget=0.5)
     assert result is not None and len(watches) == before
+
+
+def test_a_full_instance_pool_is_the_hosts_capacity_not_a_trap(request_path: str) -> None:
+    # proxy_guest.wasm holds 3 core instances: a pool of 3 fits one request at a time. While /sleep
+    # holds it, the next request gets 503 "capacity" (not counted by the breaker), not a 500 "trap".
+    with ticking_engine(EngineSettings(pool_instances=3, pool_max_memory=64 << 20, pool_warm_slots=1)) as engine:
+        handler = make(engine, Linkers(engine), timeout="1s")
+        assert isinstance(handler, ProxyHandler) and (handler._fast is not None) == (request_path == "native")
+        held: list[BaseException] = []
+
+        def hold() -> None:
+            try:
+                handler.handle(request("/sleep"))
+            except GuestTimeout as exc:
+                held.append(exc)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            time.sleep(0.3)
+            with pytest.raises(GuestCapacity, match="no instance slot free") as caught:
+                handler.handle(request("/hello"))
+            assert caught.value.status == 503 and caught.value.cause == "capacity"
+        finally:
+            holder.join(timeout=10)
+        assert len(held) == 1
+        assert handler.handle(request("/hello")).response.body == b"hello\n"
 
 
 def test_response_over_the_cap_is_an_output_limit(guest: Handler) -> None:

@@ -54,7 +54,7 @@ from ..._errors import (
 from ...engine import EpochTicker
 from ...plan import AllowedHost
 from .. import _native as native
-from .._runner import GuestLimits, GuestResult, GuestStats, first_line
+from .._runner import GuestLimits, GuestResult, GuestStats, first_line, pool_full
 from .._wagi import CgiRequest, CgiResponse
 from .._wasi_http import OutboundContext, call_depth, outbound_context
 from .._watch import CHECK_TICKS, ON_DEADLINE, Watch, on_deadline, watch_ids, watches
@@ -366,6 +366,9 @@ class ProxyHandler:
                                     f"{self.limits.max_response} bytes, log cap {MAX_LOG} bytes)")
         if watch.reason == "timeout" or session.timed_out:
             return GuestTimeout(f"{self.name}: the guest ran past its {self.limits.timeout:g}s deadline")
+        full = None if instantiated else pool_full(self.name, exc)
+        if full is not None:
+            return full
         if not instantiated and "exceeds memory limits" in text:
             return GuestMemoryLimit(f"{self.name}: the component needs more than its memory limit of "
                                     f"{self.limits.memory} bytes to start: {first_line(exc)}")
