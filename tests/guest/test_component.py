@@ -154,10 +154,14 @@ def test_a_full_instance_pool_is_the_hosts_capacity_not_a_trap() -> None:
             with pytest.raises(GuestCapacity, match="no instance slot free") as caught:
                 one_at_a_time.handle(request("/echo"))
             assert caught.value.status == 503 and caught.value.cause == "capacity"
+            # A version deployed meanwhile links (imports are checked before any instance is made):
+            # it is accepted, not refused as "cannot link", and serves once a slot is free.
+            deployed = handler(engine, wc.Component.from_file(engine, GUESTS / "cgi_p2.wasm"))
         finally:
             holder.join(timeout=10)
         assert len(held) == 1
         assert one_at_a_time.handle(request("/echo")).response.status == 200
+        assert deployed.handle(request("/echo")).response.status == 200
 
 
 def test_flood_stops_at_the_response_cap(engine: wasmtime.Engine, components: dict[str, wc.Component]) -> None:

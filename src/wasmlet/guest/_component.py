@@ -52,7 +52,7 @@ from .._errors import (
 )
 from ..engine import EpochTicker
 from ._imports import Preopen
-from ._runner import GuestLimits, GuestResult, GuestRun, first_line, pool_full
+from ._runner import GuestLimits, GuestResult, GuestRun, first_line, pool_full, pool_full_at_trial
 from ._wagi import CgiRequest
 
 __all__ = ["ComponentHandler", "build_component_linker", "find_run_export"]
@@ -157,6 +157,8 @@ class ComponentHandler:
             with EpochTicker(self.engine, _TRIAL_TICK):
                 self._linker.instantiate(store, self._component)
         except wasmtime.WasmtimeError as exc:
+            if pool_full_at_trial(self.name, exc):
+                return
             if run.watch.reason is not None:
                 raise ModuleError(
                     f"{self.name}: the component did not start within {limits.timeout:g}s "
@@ -209,3 +211,4 @@ class ComponentHandler:
         if trap is not None:
             return GuestTrap(f"{self.name}: the guest trapped: {trap.group(1).strip()}")
         return GuestTrap(f"{self.name}: {first_line(exc)}")
+

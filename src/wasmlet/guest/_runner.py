@@ -63,7 +63,7 @@ from ._watch import (
 log = logging.getLogger("wasmlet.guest")
 
 __all__ = ["INLINE_BUDGET", "GuestLimits", "GuestResult", "GuestRun", "GuestStats", "WagiHandler", "check_module",
-           "pool_full"]
+           "pool_full", "pool_full_at_trial"]
 
 _MAX_STDERR = 1 << 20
 # Seconds a guest may run on an event loop's thread before it gives way to a worker thread
@@ -558,6 +558,23 @@ def pool_full(name: str, exc: BaseException) -> GuestCapacity | None:
     if found is None:
         return None
     return GuestCapacity(f"{name}: no instance slot free on this worker ({found.group(0)}); try again")
+
+
+def pool_full_at_trial(name: str, exc: BaseException) -> bool:
+    """Whether a deploy's trial instantiation failed only because the worker's instance pool was full.
+
+    wasmtime type-checks a component's imports against the linker before it
+    allocates any instance, so such a component links: it is accepted rather
+    than served as "unavailable" for having been deployed while requests held
+    every slot. What the trial would also have checked (the memory it needs to
+    start, start functions that return) shows at its first request instead, as
+    ``GuestMemoryLimit`` or ``GuestTimeout``.
+    """
+    full = pool_full(name, exc)
+    if full is not None:
+        log.warning("%s: the instance pool was full at deploy: the imports link, the start was not tried (%s)",
+                    name, full)
+    return full is not None
 
 
 def first_line(exc: BaseException) -> str:

@@ -197,10 +197,14 @@ def test_a_full_instance_pool_is_the_hosts_capacity_not_a_trap(request_path: str
             with pytest.raises(GuestCapacity, match="no instance slot free") as caught:
                 handler.handle(request("/hello"))
             assert caught.value.status == 503 and caught.value.cause == "capacity"
+            # A version deployed meanwhile links (imports are checked before any instance is made):
+            # it is accepted, not refused as "cannot link", and serves once a slot is free.
+            deployed = make(engine, Linkers(engine), timeout="1s")
         finally:
             holder.join(timeout=10)
         assert len(held) == 1
         assert handler.handle(request("/hello")).response.body == b"hello\n"
+        assert deployed.handle(request("/hello")).response.body == b"hello\n"
 
 
 def test_response_over_the_cap_is_an_output_limit(guest: Handler) -> None:

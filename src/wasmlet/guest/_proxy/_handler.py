@@ -54,7 +54,7 @@ from ..._errors import (
 from ...engine import EpochTicker
 from ...plan import AllowedHost
 from .. import _native as native
-from .._runner import GuestLimits, GuestResult, GuestStats, first_line, pool_full
+from .._runner import GuestLimits, GuestResult, GuestStats, first_line, pool_full, pool_full_at_trial
 from .._wagi import CgiRequest, CgiResponse
 from .._wasi_http import OutboundContext, call_depth, outbound_context
 from .._watch import CHECK_TICKS, ON_DEADLINE, Watch, on_deadline, watch_ids, watches
@@ -186,6 +186,8 @@ class ProxyHandler:
             with EpochTicker(self.engine, _TRIAL_TICK), bind(session):
                 self._instantiate(context)
         except wasmtime.WasmtimeError as exc:
+            if pool_full_at_trial(self.name, exc):
+                return
             if watch.reason is not None:
                 raise ModuleError(f"{self.name}: the component did not start within {timeout:g}s; refused") from exc
             if "exceeds memory limits" in str(exc):
