@@ -211,4 +211,3 @@ class ComponentHandler:
         if trap is not None:
             return GuestTrap(f"{self.name}: the guest trapped: {trap.group(1).strip()}")
         return GuestTrap(f"{self.name}: {first_line(exc)}")
-
