@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import wasmtime
 
+from wasmlet import GuestCapacity
 from wasmlet.engine import EpochTicker, build_engine
 from wasmlet.plan import EngineSettings
 
@@ -28,3 +29,26 @@ def ticking_engine(settings: EngineSettings) -> Iterator[wasmtime.Engine]:
 def engine() -> Iterator[wasmtime.Engine]:
     with ticking_engine(EngineSettings(pool_instances=64, pool_max_memory=64 << 20, pool_warm_slots=8)) as engine:
         yield engine
+
+
+@contextlib.contextmanager
+def pool_slots_taken(engine: wasmtime.Engine, count: int = 1) -> Iterator[None]:
+    """For the block, ``count`` of ``engine``'s pooled core instance slots held by the test.
+
+    Empty modules, instantiated in a store of the test's own: deterministic, where a guest
+    holding the pool from another thread would be a race. The store's deletion frees them.
+    """
+    store = wasmtime.Store(engine)
+    module = wasmtime.Module(engine, "(module)")
+    held = [wasmtime.Instance(store, module, []) for _ in range(count)]
+    try:
+        yield
+    finally:
+        del held, store
+
+
+def expect_capacity(call: Callable[[], object]) -> None:
+    """``call`` is refused for want of an instance slot: 503 "capacity" (``GuestCapacity``), not a trap."""
+    with pytest.raises(GuestCapacity, match="no instance slot free") as caught:
+        call()
+    assert caught.value.status == 503 and caught.value.cause == "capacity"

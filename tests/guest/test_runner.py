@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import wasmtime
-from tests.guest.conftest import ticking_engine
+from tests.guest.conftest import expect_capacity, pool_slots_taken, ticking_engine
 
 from wasmlet import (
     CapabilityError,
-    GuestCapacity,
     GuestExit,
     GuestMemoryLimit,
     GuestOutputLimit,
@@ -262,32 +260,13 @@ def test_not_wasm_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_full_instance_pool_is_the_hosts_capacity_not_a_trap(request_path: str) -> None:
-    # One pool slot: while a looping guest holds it, the next request cannot get an instance.
-    # That is 503 "capacity" (the breaker does not count it), not a 500 "trap" blamed on the guest;
-    # the request after the slot is free is served.
+    # One pool slot, taken: a request cannot get an instance. That is 503 "capacity" (the breaker
+    # does not count it), not a 500 "trap" blamed on the guest; once the slot is free it is served.
     with ticking_engine(EngineSettings(pool_instances=1, pool_max_memory=64 << 20, pool_warm_slots=1)) as engine:
-        linker = Linkers(engine).core
         limits = GuestLimits(memory=16 << 20, timeout=1.0, max_response=1 << 20)
-        busy = WagiHandler("busy", engine, linker, wasmtime.Module.from_file(engine, GUESTS / "loop.wasm"), limits, "/")
-        hello = WagiHandler("hello", engine, linker,
+        hello = WagiHandler("hello", engine, Linkers(engine).core,
                             wasmtime.Module.from_file(engine, EXAMPLES / "hello" / "hello.wasm"), limits, "/")
         assert (hello._fast is not None) == (request_path == "native")
-        held: list[BaseException] = []
-
-        def hold() -> None:
-            try:
-                busy.handle(get())
-            except GuestTimeout as exc:
-                held.append(exc)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        try:
-            time.sleep(0.3)  # the looping guest holds the one slot until its 1 s deadline
-            with pytest.raises(GuestCapacity, match="no instance slot free") as caught:
-                hello.handle(get())
-            assert caught.value.status == 503 and caught.value.cause == "capacity"
-        finally:
-            holder.join(timeout=10)
-        assert len(held) == 1
+        with pool_slots_taken(engine):
+            expect_capacity(lambda: hello.handle(get()))
         assert hello.handle(get()).response.body == b"Hello, world!\n"
