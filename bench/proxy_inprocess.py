@@ -36,6 +36,7 @@ import wasmtime.component as wc
 from _common import HELLO_WASM, machine
 from wasmlet.engine import EpochTicker, build_engine
 from wasmlet.guest import CgiRequest, GuestLimits, GuestResult, Linkers, WagiHandler
+from wasmlet.guest._native import HostFunc
 from wasmlet.guest._proxy import ProxyHandler, _abi, build_proxy_linker, component_interfaces, find_handler_export
 from wasmlet.plan import EngineSettings
 
@@ -72,11 +73,24 @@ def counting() -> Iterator[collections.Counter[str]]:
 
     _abi._functions.update({k: (counted(_abi.labels[k], f), e) for k, (f, e) in functions.items()})
     _abi._destructors.update({k: counted(_abi.labels[k], d) for k, d in destructors.items()})
+    # Defined through the host-call helper (_hostcall.c): the C callback reads the Python callable from its
+    # struct at each call, so it is swapped there.
+    natives = {k: (d, d.call if isinstance(d, HostFunc) else d.destroy) for k, d in _abi._native_defined.items()}
+    for key, (defined, func) in natives.items():
+        if isinstance(defined, HostFunc):
+            defined.call = counted(_abi.labels[key], func)
+        else:
+            defined.destroy = counted(_abi.labels[key], func)
     try:
         yield counts
     finally:
         _abi._functions.update(functions)
         _abi._destructors.update(destructors)
+        for defined, func in natives.values():
+            if isinstance(defined, HostFunc):
+                defined.call = func
+            else:
+                defined.destroy = func
 
 
 def main() -> None:

@@ -27,8 +27,10 @@ import platform
 import shutil
 import stat
 import subprocess
+import sys
+import sysconfig
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from wasmtime import _ffi as ffi
@@ -37,8 +39,9 @@ from . import _capi as capi
 from ._watch import ON_DEADLINE
 
 __all__ = ["CONFIG", "C_ARGUMENTS", "C_DONE", "C_INSTANTIATE", "C_NO_HANDLER", "DONE", "FILES", "INSTANTIATE",
-           "MAX_JOINED", "NATIVE_ENV", "NO_ENTRY", "SET_WASI", "ComponentRun", "FastPath", "Run", "fast_path",
-           "joined", "library_path", "new_run"]
+           "MAX_JOINED", "NATIVE_ENV", "NO_ENTRY", "PLAN_OPTION_STRING", "PLAN_OWN", "PLAN_PYTHON", "PLAN_RESULT_OWN",
+           "PLAN_RESULT_UNIT", "SET_WASI", "ComponentRun", "FastPath", "HostCalls", "HostDestructor", "HostFunc",
+           "Run", "fast_path", "host_calls", "joined", "library_path", "new_run"]
 
 log = logging.getLogger("wasmlet.guest")
 
@@ -209,7 +212,7 @@ def new_run(lane: capi.Lane) -> tuple[Run, int]:
     return run, ctypes.addressof(run)
 
 
-def library_path(source: bytes) -> Path:
+def library_path(source: bytes, name: str = "fastpath") -> Path:
     """Where the helper built from ``source`` is kept: named by its digest, so an edited source is built anew.
 
     A library is only ever replaced by renaming a new file over it, never rewritten
@@ -217,7 +220,7 @@ def library_path(source: bytes) -> Path:
     """
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     digest = hashlib.sha256(source + platform.machine().encode()).hexdigest()[:16]
-    return Path(base) / "wasmlet" / "native" / f"fastpath-{digest}.so"
+    return Path(base) / "wasmlet" / "native" / f"{name}-{digest}.so"
 
 
 def _untrusted(path: Path) -> str:
@@ -239,24 +242,24 @@ def _untrusted(path: Path) -> str:
     return ""
 
 
-def _build(source: bytes, target: Path) -> bool:
+def _build(source: bytes, target: Path, flags: Sequence[str] = (), what: str = "the native request path") -> bool:
     compiler = next((found for name in _COMPILERS if (found := shutil.which(name))), None)
     if compiler is None:
-        log.info("no C compiler (cc, clang, gcc): WAGI requests make their wasmtime calls one by one")
+        log.info("no C compiler (cc, clang, gcc): %s is not built; ctypes makes its calls", what)
         return False
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
-        c_file = Path(work) / "fastpath.c"
+        c_file = Path(work) / "helper.c"
         c_file.write_bytes(source)
-        built = Path(work) / "fastpath.so"
-        command = [compiler, "-O2", "-shared", "-fPIC", "-Wall", "-Werror", "-o", str(built), str(c_file)]
+        built = Path(work) / "helper.so"
+        command = [compiler, "-O2", "-shared", "-fPIC", "-Wall", "-Werror", *flags, "-o", str(built), str(c_file)]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            log.warning("cannot build the native request path (%s): WAGI requests use ctypes", exc)
+            log.warning("cannot build %s (%s): ctypes makes its calls", what, exc)
             return False
         if done.returncode != 0:
-            log.warning("cannot build the native request path: %s: WAGI requests use ctypes",
+            log.warning("cannot build %s: %s: ctypes makes its calls", what,
                         (done.stderr or done.stdout).strip()[:2000])
             return False
         os.chmod(built, 0o755)  # whatever the umask: a group-writable library would be refused (_untrusted)
@@ -290,3 +293,103 @@ def fast_path() -> FastPath | None:
         log.warning("cannot load the native request path (%s): WAGI requests use ctypes", exc)
         return None
     return _loaded
+
+
+# -- wasi:http host functions entered from wasmtime in C (``_hostcall.c``) ----------------------------------------
+
+_HOSTCALL_SOURCE = Path(__file__).with_name("_hostcall.c")
+_HOSTCALL_API = ("wasmtime_component_resource_any_to_host", "wasmtime_component_resource_host_rep",
+                 "wasmtime_component_resource_host_delete", "wasmtime_component_resource_host_new",
+                 "wasmtime_component_resource_host_to_any", "wasmtime_component_val_new", "wasm_byte_vec_new",
+                 "wasmtime_error_new")
+# The value kinds, in the order of ``struct api``'s (wasmtime-py's constants, read when the library loads).
+HOSTCALL_KINDS = ("BOOL", "U8", "U16", "U32", "U64", "S32", "S64", "STRING", "LIST", "RECORD", "TUPLE", "VARIANT",
+                  "ENUM", "OPTION", "RESULT", "FLAGS", "RESOURCE")
+
+
+class HostCallApi(ctypes.Structure):
+    """``struct api`` of ``_hostcall.c``: wasmtime's functions, then the value kinds."""
+
+    _fields_ = [*((name, _vp) for name in _HOSTCALL_API),
+                *((f"k_{kind.lower()}", ctypes.c_uint8) for kind in HOSTCALL_KINDS)]
+
+
+class HostFunc(ctypes.Structure):
+    """``struct func`` of ``_hostcall.c``: one host function, its encoder and how its result is written."""
+
+    _fields_ = [("call", ctypes.py_object), ("encode", ctypes.py_object), ("plan", ctypes.c_int32),
+                ("type", ctypes.c_uint32)]
+
+
+class HostDestructor(ctypes.Structure):
+    """``struct destructor`` of ``_hostcall.c``."""
+
+    _fields_ = [("destroy", ctypes.py_object)]
+
+
+# HostFunc.plan: how the C callback writes the result (``_hostcall.c``'s enum).
+PLAN_PYTHON, PLAN_OWN, PLAN_RESULT_OWN, PLAN_RESULT_UNIT, PLAN_OPTION_STRING = range(5)
+
+
+class HostCalls:
+    """The built ``_hostcall.c``: the addresses of its two callbacks, and its one-time set-up."""
+
+    def __init__(self, library: ctypes.PyDLL) -> None:
+        self._library = library
+        for name, struct in (("api", HostCallApi), ("func", HostFunc)):
+            size = getattr(library, f"wasmlet_hostcall_{name}_size")
+            size.restype = ctypes.c_size_t
+            if size() != ctypes.sizeof(struct):
+                raise OSError(f"_hostcall.c's struct {name} is {size()} bytes, Python's {ctypes.sizeof(struct)}")
+        self.call_at = ctypes.cast(library.wasmlet_host_call, _vp).value
+        self.drop_at = ctypes.cast(library.wasmlet_host_drop, _vp).value
+        self.api = HostCallApi(*(ctypes.cast(ffi.dll[name], _vp) for name in _HOSTCALL_API),
+                               *(int(getattr(ffi, f"WASMTIME_COMPONENT_{kind}").value) for kind in HOSTCALL_KINDS))
+        self._init = library.wasmlet_hostcall_init
+        self._init.restype = ctypes.c_int
+        self._init.argtypes = [_vp, ctypes.py_object, ctypes.py_object, ctypes.py_object]
+        self.ready = False
+
+    def init(self, fail: object, to_exception: object, trap: type[BaseException]) -> None:
+        """Hand the callbacks the Python they call on failure (once; ``_proxy._abi.use_host_calls``)."""
+        if not self.ready:
+            self._init(ctypes.addressof(self.api), fail, to_exception, trap)
+            self.ready = True
+
+
+_host_calls: HostCalls | None = None
+_host_calls_tried = False
+
+
+def host_calls() -> HostCalls | None:
+    """The host-call helper, built if need be (once per process), or ``None``: then ctypes' callbacks it is.
+
+    It includes ``Python.h``, so it is built against this interpreter's headers
+    (Debian: ``python3-dev``) and named by its version too; without them, a
+    compiler, or with ``WASMLET_NATIVE=0``, it is not built.
+    """
+    global _host_calls, _host_calls_tried
+    if _host_calls_tried:
+        return _host_calls
+    _host_calls_tried = True
+    if os.environ.get(NATIVE_ENV, "1") == "0" or ctypes.sizeof(_vp) != 8:
+        return None
+    include = sysconfig.get_paths().get("include", "")
+    if not include or not (Path(include) / "Python.h").is_file():
+        log.info("no Python.h for this interpreter (Debian: python3-dev): wasi:http host calls go through ctypes")
+        return None
+    source = _HOSTCALL_SOURCE.read_bytes()
+    target = library_path(source + sys.version.encode() + include.encode(), name="hostcall")
+    what = "the wasi:http host-call helper"
+    try:
+        if not os.path.lexists(target) and not _build(source, target, ["-I", include], what):
+            return None
+        refused = _untrusted(target)
+        if refused:
+            log.warning("%s is not loaded: %s; host calls go through ctypes", what, refused)
+            return None
+        _host_calls = HostCalls(ctypes.PyDLL(str(target)))
+    except OSError as exc:
+        log.warning("cannot load %s (%s): host calls go through ctypes", what, exc)
+        return None
+    return _host_calls

@@ -61,6 +61,8 @@ import wasmtime
 import wasmtime.component as wc
 from wasmtime import _ffi as ffi
 
+from .. import _native as native
+
 __all__ = [
     "CALLBACK",
     "FINALIZER",
@@ -90,6 +92,8 @@ __all__ = [
     "u16",
     "u32",
     "u64",
+    "plan_of",
+    "use_host_calls",
     "use_native",
     "variant",
     "wasmtime_error",
@@ -376,6 +380,8 @@ def option(payload: Encoder) -> Encoder:
     def encode(context: Context, value: Any, out: int) -> None:
         _PACK_OPTION(_MEM, out, _K_OPTION, 0 if value is None else _boxed(context, payload, value))
 
+    if payload is string:
+        _plan(encode, native.PLAN_OPTION_STRING)
     return encode
 
 
@@ -388,6 +394,11 @@ def result(ok: Encoder | None, err: Encoder | None) -> Encoder:
         box = 0 if encoder is None else _boxed(context, encoder, payload)
         _PACK_RESULT(_MEM, out, _K_RESULT, bool(is_ok), box)
 
+    ok_plan = plan_of(ok) if ok is not None else None
+    if ok is None:
+        _plan(encode, native.PLAN_RESULT_UNIT)
+    elif ok_plan is not None and ok_plan[0] == native.PLAN_OWN:
+        _plan(encode, native.PLAN_RESULT_OWN, ok_plan[1])
     return encode
 
 
@@ -423,7 +434,19 @@ def own(type_id: int) -> Encoder:
     def encode(context: Context, rep: int, out: int) -> None:
         _own_into(context, rep, type_id, out)  # looked up at each call: ``use_native`` may replace it
 
+    _plan(encode, native.PLAN_OWN, type_id)
     return encode
+
+
+def _plan(encoder: Encoder, plan: int, type_id: int = 0) -> None:
+    """Mark ``encoder`` as one the C callback writes itself (``_hostcall.c``'s plans) for the values it can."""
+    setattr(encoder, "_native_plan", (plan, type_id))  # noqa: B010 (a function's attribute; mypy knows no such field)
+
+
+def plan_of(encoder: Encoder | None) -> tuple[int, int] | None:
+    """How ``_hostcall.c`` writes ``encoder``'s values: (plan, resource type), or None (Python does)."""
+    found: tuple[int, int] | None = getattr(encoder, "_native_plan", None)
+    return found
 
 
 def use_native(fast: Any) -> None:
@@ -528,10 +551,45 @@ def add_raw_func(instance: wc.LinkerInstance, name: str, callback: Any, key: int
         _raise(error)
 
 
+def use_host_calls(helper: native.HostCalls | None) -> None:
+    """Define the functions and resources of the linkers built from now on with ``helper``'s C callbacks.
+
+    ``helper`` is ``guest._native.host_calls()``: ``_hostcall.c`` decodes the arguments
+    and writes the common results itself, then calls the same Python host function
+    (see its header). ``None`` (no helper built, or ``WASMLET_NATIVE=0``): ctypes'
+    callbacks, ``_call`` and ``_destroy``. A linker keeps the way it was built with.
+    """
+    global _host_calls
+    if helper is not None:
+        helper.init(fail, wasmtime_error, Trap)
+    _host_calls = helper
+
+
+_host_calls: native.HostCalls | None = None
+#: What a linker defined through ``_hostcall.c`` points to (the address is the callback's data), kept alive
+#: until wasmtime's finalizer says the definition is gone.
+_native_defined: dict[int, native.HostFunc | native.HostDestructor] = {}
+
+
+@FINALIZER
+def _forget_native(data):  # type: ignore[no-untyped-def]
+    _native_defined.pop(data or 0, None)
+    labels.pop(data or 0, None)
+
+
 def add_func(instance: wc.LinkerInstance, name: str, func: HostFunc, encode: Encoder | None = None) -> None:
     """Define ``name`` on ``instance``: ``func`` gets the decoded arguments, ``encode`` writes its result."""
     if recording is not None:
         recording.append(name)
+        return
+    helper = _host_calls
+    if helper is not None:
+        plan, type_id = plan_of(encode) or (native.PLAN_PYTHON, 0)
+        defined = native.HostFunc(func, encode, plan, type_id)
+        key = ctypes.addressof(defined)
+        _native_defined[key] = defined
+        labels[key] = name
+        add_raw_func(instance, name, helper.call_at, key, _forget_native)
         return
     key = next(_ids)
     _functions[key] = (func, encode)
@@ -544,11 +602,19 @@ def add_resource(instance: wc.LinkerInstance, name: str, type_id: int, destroy: 
     if recording is not None:
         recording.append(name)
         return
-    key = next(_ids)
-    _destructors[key] = destroy
-    labels[key] = f"[resource-drop]{name}"
     raw = name.encode()
     ty = wc.ResourceType.host(type_id)
-    error = _add_resource(instance.ptr(), raw, len(raw), ty.ptr(), _destroy, key, _forget_destructor)
+    helper = _host_calls
+    if helper is not None:
+        defined = native.HostDestructor(destroy)
+        key = ctypes.addressof(defined)
+        _native_defined[key] = defined
+        labels[key] = f"[resource-drop]{name}"
+        error = _add_resource(instance.ptr(), raw, len(raw), ty.ptr(), helper.drop_at, key, _forget_native)
+    else:
+        key = next(_ids)
+        _destructors[key] = destroy
+        labels[key] = f"[resource-drop]{name}"
+        error = _add_resource(instance.ptr(), raw, len(raw), ty.ptr(), _destroy, key, _forget_destructor)
     if error:
         _raise(error)

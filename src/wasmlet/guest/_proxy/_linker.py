@@ -139,6 +139,7 @@ def missing_imports(imports: Imports, extensions: Iterable[Extension]) -> list[s
 def build_proxy_linker(engine: wasmtime.Engine, imports: Imports, extensions: Iterable[Extension]) -> wc.Linker:
     """A linker with exactly what ``imports`` names (call ``missing_imports`` first)."""
     abi.use_native(native.fast_path())  # the resource conversions in C, when the helper is there
+    abi.use_host_calls(native.host_calls())  # the host functions entered in C, when that helper is there
     linker = wc.Linker(engine)
     extensions = list(extensions)
     served = set().union(*(e.interfaces for e in extensions))
