@@ -30,6 +30,7 @@ typedef void *(*host_to_any_fn)(void *, const void *, void **);
 typedef void *(*val_new_fn)(void *);
 typedef void (*byte_vec_new_fn)(void *, size_t, const char *);
 typedef void *(*error_new_fn)(const char *);
+typedef void (*list_new_uninit_fn)(void *, size_t);
 
 struct api {
     any_to_host_fn any_to_host;
@@ -40,6 +41,7 @@ struct api {
     val_new_fn val_new;
     byte_vec_new_fn byte_vec_new;
     error_new_fn error_new;
+    list_new_uninit_fn list_new_uninit;
     /* the kinds of wasmtime_component_val_t (wasmtime-py's constants) */
     uint8_t k_bool, k_u8, k_u16, k_u32, k_u64, k_s32, k_s64, k_string, k_list, k_record, k_tuple, k_variant,
         k_enum, k_option, k_result, k_flags, k_resource;
@@ -52,6 +54,8 @@ enum {
     PLAN_RESULT_OWN = 2,    /* result<own<type>, E>: (True, rep) here, anything else in Python */
     PLAN_RESULT_UNIT = 3,   /* result<_, E>: (True, _) here, anything else in Python */
     PLAN_OPTION_STRING = 4, /* option<string>: None or a str here, anything else in Python */
+    PLAN_BYTES = 5,         /* list<u8>: a bytes-like object here, anything else in Python */
+    PLAN_RESULT_BYTES = 6,  /* result<list<u8>, E>: (True, bytes-like) here, anything else in Python */
 };
 
 struct func {
@@ -258,6 +262,27 @@ static PyObject *ok_payload(PyObject *value) {
     return PyTuple_GET_ITEM(value, 1);
 }
 
+/* list<u8> from a bytes-like `value` at `out` (kind last): 1 written, 0 not bytes-like (no error), -1 failed.
+   The C API has no byte-list form: one 32-byte value per byte (see _abi.bytes_list). */
+static int bytes_into(PyObject *value, uint8_t *out) {
+    if (!PyObject_CheckBuffer(value)) return 0;
+    Py_buffer view;
+    if (PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) < 0) return -1;
+    size_t size = (size_t)view.len;
+    A.list_new_uninit(out + OF, size);
+    uint8_t *data = (uint8_t *)read_ptr(out + OF + 8);
+    const uint8_t *bytes = view.buf;
+    for (size_t i = 0; i < size; i++) {
+        uint8_t *item = data + i * VAL;
+        memset(item, 0, VAL);
+        item[0] = A.k_u8;
+        item[OF] = bytes[i];
+    }
+    PyBuffer_Release(&view);
+    out[0] = A.k_list;
+    return 1;
+}
+
 static int python_encode(const struct func *f, void *context, PyObject *value, uint8_t *out) {
     if (f->encode == Py_None) {
         PyErr_SetString(trap_type, "wasmlet: a host function without an encoder was asked for a result");
@@ -305,6 +330,20 @@ static int encode(const struct func *f, void *context, PyObject *value, uint8_t 
             return 0;
         }
         break;
+    case PLAN_BYTES: {
+        int done = bytes_into(value, out);
+        if (done != 0) return done < 0 ? -1 : 0;
+        break;
+    }
+    case PLAN_RESULT_BYTES: {
+        if ((payload = ok_payload(value)) == NULL) break;
+        memset(inner, 0, sizeof inner);
+        int done = bytes_into(payload, inner);
+        if (done < 0) return -1;
+        if (done == 0) break;
+        write_result(out, true, inner);
+        return 0;
+    }
     }
     return python_encode(f, context, value, out);
 }

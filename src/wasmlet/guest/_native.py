@@ -39,9 +39,10 @@ from . import _capi as capi
 from ._watch import ON_DEADLINE
 
 __all__ = ["CONFIG", "C_ARGUMENTS", "C_DONE", "C_INSTANTIATE", "C_NO_HANDLER", "DONE", "FILES", "INSTANTIATE",
-           "MAX_JOINED", "NATIVE_ENV", "NO_ENTRY", "PLAN_OPTION_STRING", "PLAN_OWN", "PLAN_PYTHON", "PLAN_RESULT_OWN",
-           "PLAN_RESULT_UNIT", "SET_WASI", "ComponentRun", "FastPath", "HostCalls", "HostDestructor", "HostFunc",
-           "Run", "fast_path", "host_calls", "joined", "library_path", "new_run"]
+           "MAX_JOINED", "NATIVE_ENV", "NO_ENTRY", "PLAN_BYTES", "PLAN_OPTION_STRING", "PLAN_OWN", "PLAN_PYTHON",
+           "PLAN_RESULT_BYTES", "PLAN_RESULT_OWN", "PLAN_RESULT_UNIT", "SET_WASI", "ComponentRun", "FastPath",
+           "HostCalls", "HostDestructor", "HostFunc", "Run", "fast_path", "host_calls", "joined", "library_path",
+           "new_run"]
 
 log = logging.getLogger("wasmlet.guest")
 
@@ -301,7 +302,7 @@ _HOSTCALL_SOURCE = Path(__file__).with_name("_hostcall.c")
 _HOSTCALL_API = ("wasmtime_component_resource_any_to_host", "wasmtime_component_resource_host_rep",
                  "wasmtime_component_resource_host_delete", "wasmtime_component_resource_host_new",
                  "wasmtime_component_resource_host_to_any", "wasmtime_component_val_new", "wasm_byte_vec_new",
-                 "wasmtime_error_new")
+                 "wasmtime_error_new", "wasmtime_component_vallist_new_uninit")
 # The value kinds, in the order of ``struct api``'s (wasmtime-py's constants, read when the library loads).
 HOSTCALL_KINDS = ("BOOL", "U8", "U16", "U32", "U64", "S32", "S64", "STRING", "LIST", "RECORD", "TUPLE", "VARIANT",
                   "ENUM", "OPTION", "RESULT", "FLAGS", "RESOURCE")
@@ -328,7 +329,7 @@ class HostDestructor(ctypes.Structure):
 
 
 # HostFunc.plan: how the C callback writes the result (``_hostcall.c``'s enum).
-PLAN_PYTHON, PLAN_OWN, PLAN_RESULT_OWN, PLAN_RESULT_UNIT, PLAN_OPTION_STRING = range(5)
+PLAN_PYTHON, PLAN_OWN, PLAN_RESULT_OWN, PLAN_RESULT_UNIT, PLAN_OPTION_STRING, PLAN_BYTES, PLAN_RESULT_BYTES = range(7)
 
 
 class HostCalls:

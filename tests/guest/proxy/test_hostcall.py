@@ -227,10 +227,18 @@ RESULTS: list[tuple[str, abi.Encoder, Any]] = [
     ("option-string none", abi.option(abi.string), None),
     ("option-string some", abi.option(abi.string), "\u00fcber"),
     ("option-string empty", abi.option(abi.string), ""),
+    ("bytes", abi.bytes_list, bytes(range(256)) * 4),
+    ("bytes from a bytearray", abi.bytes_list, bytearray(b"\x00\x01")),
+    ("bytes empty", abi.bytes_list, b""),
+    ("bytes from a list (Python writes it)", abi.bytes_list, [104, 105]),
+    ("result-bytes ok", abi.result(abi.bytes_list, _VARIANT), (True, b"body")),
+    ("result-bytes err", abi.result(abi.bytes_list, _VARIANT), (False, ("none", None))),
     ("python: u64", abi.u64, 2**64 - 1),
-    ("python: bytes", abi.result(abi.bytes_list, None), (True, b"body")),
+    ("python: list of bytes", abi.list_of(abi.bytes_list), [b"a", b"bc"]),
     ("python: option own", abi.option(abi.own(_RESOURCE_TYPE)), 3),
 ]
+# What the values decode to, where not the value itself (an empty list<u8> decodes as [] either way).
+DECODED = {"bytes empty": [], "bytes from a list (Python writes it)": b"hi"}
 
 
 def test_the_common_results_are_written_in_c() -> None:
@@ -239,7 +247,9 @@ def test_the_common_results_are_written_in_c() -> None:
     assert plans["result-own ok"] == (native.PLAN_RESULT_OWN, _RESOURCE_TYPE)
     assert plans["result-unit ok"] == (native.PLAN_RESULT_UNIT, 0)
     assert plans["option-string none"] == (native.PLAN_OPTION_STRING, 0)
-    assert plans["python: u64"] is None and plans["python: bytes"] is None and plans["python: option own"] is None
+    assert plans["bytes"] == (native.PLAN_BYTES, 0)
+    assert plans["result-bytes ok"] == (native.PLAN_RESULT_BYTES, 0)
+    assert all(plans[label] is None for label in plans if label.startswith("python: "))
 
 
 @pytest.mark.parametrize("label,encoder,value", RESULTS, ids=[r[0] for r in RESULTS])
@@ -256,7 +266,8 @@ def test_both_callbacks_write_results_that_decode_alike(helper: native.HostCalls
             decoded.append(abi.decode(context, ctypes.addressof(results)))  # a resource: its rep, the handle taken
         finally:
             _delete(results, 1)
-    assert decoded[0] == decoded[1] == value
+    assert decoded[0] == decoded[1] == DECODED.get(label, value)
+    assert type(decoded[0]) is type(decoded[1])
 
 
 def _trap() -> None:

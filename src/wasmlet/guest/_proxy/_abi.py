@@ -265,6 +265,17 @@ def decode(context: Context, address: int) -> Any:
 
 # -- encoders for results (built once per function) -----------------------------------------------------------
 
+def _plan(encoder: Encoder, plan: int, type_id: int = 0) -> None:
+    """Mark ``encoder`` as one the C callback writes itself (``_hostcall.c``'s plans) for the values it can."""
+    setattr(encoder, "_native_plan", (plan, type_id))  # noqa: B010 (a function's attribute; mypy knows no such field)
+
+
+def plan_of(encoder: Encoder | None) -> tuple[int, int] | None:
+    """How ``_hostcall.c`` writes ``encoder``'s values: (plan, resource type), or None (Python does)."""
+    found: tuple[int, int] | None = getattr(encoder, "_native_plan", None)
+    return found
+
+
 # Each scalar read and written at its own width, so the layout holds either endianness.
 _SCALARS = {kind: struct.Struct(f"={code}") for kind, code in (
     (_K_U8, "B"), (_K_U16, "H"), (_K_U32, "I"), (_K_U64, "Q"), (_K_S32, "i"), (_K_S64, "q"), (_K_BOOL, "?"))}
@@ -326,6 +337,9 @@ def bytes_list(context: Context, value: bytes, out: int) -> None:
         buf[_OF::_SIZE] = value
         _MEM[data:data + len(buf)] = buf
     _MEM[out] = _K_LIST
+
+
+_plan(bytes_list, native.PLAN_BYTES)
 
 
 def list_of(element: Encoder) -> Encoder:
@@ -399,6 +413,8 @@ def result(ok: Encoder | None, err: Encoder | None) -> Encoder:
         _plan(encode, native.PLAN_RESULT_UNIT)
     elif ok_plan is not None and ok_plan[0] == native.PLAN_OWN:
         _plan(encode, native.PLAN_RESULT_OWN, ok_plan[1])
+    elif ok_plan is not None and ok_plan[0] == native.PLAN_BYTES:
+        _plan(encode, native.PLAN_RESULT_BYTES)
     return encode
 
 
@@ -436,17 +452,6 @@ def own(type_id: int) -> Encoder:
 
     _plan(encode, native.PLAN_OWN, type_id)
     return encode
-
-
-def _plan(encoder: Encoder, plan: int, type_id: int = 0) -> None:
-    """Mark ``encoder`` as one the C callback writes itself (``_hostcall.c``'s plans) for the values it can."""
-    setattr(encoder, "_native_plan", (plan, type_id))  # noqa: B010 (a function's attribute; mypy knows no such field)
-
-
-def plan_of(encoder: Encoder | None) -> tuple[int, int] | None:
-    """How ``_hostcall.c`` writes ``encoder``'s values: (plan, resource type), or None (Python does)."""
-    found: tuple[int, int] | None = getattr(encoder, "_native_plan", None)
-    return found
 
 
 def use_native(fast: Any) -> None:
