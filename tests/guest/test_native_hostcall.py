@@ -12,6 +12,7 @@ import ctypes
 import logging
 import stat
 import sysconfig
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from wasmlet.guest import _native as native
 from wasmlet.guest._proxy import ProxyHandler, _abi, build_proxy_linker, component_interfaces, find_handler_export
 
 PROXY_HELLO = Path(__file__).resolve().parents[1] / "guests" / "components" / "proxy_hello.wasm"
+PROXY_GUEST = PROXY_HELLO.with_name("proxy_guest.wasm")
 REQUEST = CgiRequest(method="GET", path="/", raw_path="/", query="", headers=(("host", "test"),), body=b"")
 
 
@@ -132,3 +134,53 @@ def test_a_library_whose_structures_differ_from_the_mirrors_is_refused() -> None
 
     with pytest.raises(OSError, match="struct func"):
         native.HostCalls(Library())  # type: ignore[arg-type]
+
+
+def test_requests_on_many_threads_at_once_each_get_their_own_answer() -> None:
+    """Host calls from several guests at once: each callback takes the GIL for itself, values never mix."""
+    helper = native.host_calls()
+    assert helper is not None
+    engine = wasmtime.Engine(_epoch_config())
+    ticker = threading.Thread(target=_tick, args=(engine, stop := threading.Event()), daemon=True)
+    ticker.start()
+    try:
+        component = wc.Component.from_file(engine, PROXY_GUEST)
+        handle = find_handler_export(component, engine)
+        assert handle is not None
+        linker = build_proxy_linker(engine, component_interfaces(component, engine), [])
+        handler = ProxyHandler("echo", engine, component, GuestLimits(memory=64 << 20, timeout=30.0,
+                                                                      max_response=1 << 20), "/", linker, handle)
+        errors: list[str] = []
+
+        def client(index: int) -> None:
+            for round_ in range(20):
+                body = f"thread {index} round {round_} ".encode() * (50 + index)
+                request = CgiRequest(method="POST", path="/echo", raw_path="/echo", query="",
+                                     headers=(("host", "test"), (f"x-thread-{index}", str(round_))), body=body)
+                response = handler.handle(request).response
+                if response.body != body or (f"echo-x-thread-{index}".encode(), str(round_).encode()) not in \
+                        response.headers:
+                    errors.append(f"thread {index} round {round_}: {response.status} {response.body[:40]!r}")
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(thread.is_alive() for thread in threads)
+        assert errors == []
+    finally:
+        stop.set()
+        ticker.join(timeout=5)
+        _abi.use_host_calls(None)
+
+
+def _epoch_config() -> wasmtime.Config:
+    config = wasmtime.Config()
+    config.epoch_interruption = True
+    return config
+
+
+def _tick(engine: wasmtime.Engine, stop: threading.Event) -> None:
+    while not stop.wait(0.005):
+        engine.increment_epoch()
