@@ -9,6 +9,14 @@ the result is written by an encoder built once when the function is defined
 (``own(...)``, ``result(...)``, ``variant(...)``, ...), so a call costs one
 Python function plus the ctypes reads and writes it really needs.
 
+Where the host-call helper is built (``guest/_hostcall.c``, ``use_host_calls``),
+wasmtime enters the same Python functions through its C callback instead: it
+decodes the arguments into the values ``decode`` gives and writes the results
+whose shape the encoder carries (``plan_of``: ``own``, ``result`` of ``own``,
+unit or ``list<u8>``, ``option<string>``, ``list<u8>``), calling the Python
+encoder for the rest. ``_call`` and ``_destroy`` below are the ctypes way, and
+the reference the helper is tested against (``tests/guest/proxy/test_hostcall.py``).
+
 Everything here works on raw addresses (``int``), not on ctypes structures
 and pointers (docs/benchmarks.md, section 21), because in a request of ten
 host calls the ctypes machinery, not the work, was most of the cost:
