@@ -28,7 +28,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -375,6 +374,8 @@ def host_calls() -> HostCalls | None:
     _host_calls_tried = True
     if os.environ.get(NATIVE_ENV, "1") == "0" or ctypes.sizeof(_vp) != 8:
         return None
+    import sysconfig  # here: only a process that builds proxy linkers needs it
+
     include = sysconfig.get_paths().get("include", "")
     if not include or not (Path(include) / "Python.h").is_file():
         log.info("no Python.h for this interpreter (Debian: python3-dev): wasi:http host calls go through ctypes")
