@@ -126,7 +126,7 @@ static PyObject *rep_of(void *context, const uint8_t *payload) {
     return PyLong_FromUnsignedLong(rep);
 }
 
-/* A sequence of `size` values from `data`, `stride` bytes apart (a value at `offset` in each), as a
+/* A sequence of `size` values from `data` (32 bytes each), as a
    list (tuple: false) or tuple (true). */
 static PyObject *values(void *context, const uint8_t *data, size_t size, bool tuple) {
     PyObject *out = tuple ? PyTuple_New((Py_ssize_t)size) : PyList_New((Py_ssize_t)size);

@@ -29,8 +29,9 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from wasmtime import _ffi as ffi
 
@@ -44,6 +45,7 @@ __all__ = ["CONFIG", "C_ARGUMENTS", "C_DONE", "C_INSTANTIATE", "C_NO_HANDLER", "
            "new_run"]
 
 log = logging.getLogger("wasmlet.guest")
+_Helper = TypeVar("_Helper")
 
 NATIVE_ENV = "WASMLET_NATIVE"  # "0": make the calls through ctypes (to compare, or without a compiler)
 _SOURCE = Path(__file__).with_name("_fastpath.c")
@@ -267,6 +269,31 @@ def _build(source: bytes, target: Path, flags: Sequence[str] = (), what: str = "
     return True
 
 
+def _load(source: bytes, target: Path, what: str, fallback: str, make: Callable[[str], _Helper],
+          flags: Sequence[str] = ()) -> _Helper | None:
+    """``make(path)`` on the library built from ``source`` at ``target`` (built if need be), or ``None``.
+
+    ``None`` when it cannot be built, may not be trusted (``_untrusted``) or cannot be
+    loaded, with a line on the log saying why and that ``fallback`` is what happens instead.
+    """
+    try:
+        if not os.path.lexists(target) and not _build(source, target, flags, what):
+            return None
+        refused = _untrusted(target)
+        if refused:
+            log.warning("%s is not loaded: %s; %s", what, refused, fallback)
+            return None
+        return make(str(target))
+    except OSError as exc:  # a cache folder that cannot be written, a library that cannot be loaded
+        log.warning("cannot load %s (%s): %s", what, exc, fallback)
+        return None
+
+
+def _enabled() -> bool:
+    """Whether the helpers may be used at all (``WASMLET_NATIVE=0`` says no; they assume 64-bit pointers)."""
+    return os.environ.get(NATIVE_ENV, "1") != "0" and ctypes.sizeof(_vp) == 8
+
+
 _loaded: FastPath | None = None
 _tried = False
 
@@ -277,21 +304,11 @@ def fast_path() -> FastPath | None:
     if _tried:
         return _loaded
     _tried = True
-    if os.environ.get(NATIVE_ENV, "1") == "0" or ctypes.sizeof(_vp) != 8:
+    if not _enabled():
         return None
     source = _SOURCE.read_bytes()
-    target = library_path(source)
-    try:
-        if not os.path.lexists(target) and not _build(source, target):
-            return None
-        refused = _untrusted(target)
-        if refused:
-            log.warning("the native request path is not loaded: %s; WAGI requests use ctypes", refused)
-            return None
-        _loaded = FastPath(ctypes.CDLL(str(target)))
-    except OSError as exc:  # a cache folder that cannot be written, a library that cannot be loaded
-        log.warning("cannot load the native request path (%s): WAGI requests use ctypes", exc)
-        return None
+    _loaded = _load(source, library_path(source), "the native request path", "WAGI requests use ctypes",
+                    lambda path: FastPath(ctypes.CDLL(path)))
     return _loaded
 
 
@@ -372,7 +389,7 @@ def host_calls() -> HostCalls | None:
     if _host_calls_tried:
         return _host_calls
     _host_calls_tried = True
-    if os.environ.get(NATIVE_ENV, "1") == "0" or ctypes.sizeof(_vp) != 8:
+    if not _enabled():
         return None
     import sysconfig  # here: only a process that builds proxy linkers needs it
 
@@ -382,16 +399,6 @@ def host_calls() -> HostCalls | None:
         return None
     source = _HOSTCALL_SOURCE.read_bytes()
     target = library_path(source + sys.version.encode() + include.encode(), name="hostcall")
-    what = "the wasi:http host-call helper"
-    try:
-        if not os.path.lexists(target) and not _build(source, target, ["-I", include], what):
-            return None
-        refused = _untrusted(target)
-        if refused:
-            log.warning("%s is not loaded: %s; host calls go through ctypes", what, refused)
-            return None
-        _host_calls = HostCalls(ctypes.PyDLL(str(target)))
-    except OSError as exc:
-        log.warning("cannot load %s (%s): host calls go through ctypes", what, exc)
-        return None
+    _host_calls = _load(source, target, "the wasi:http host-call helper", "host calls go through ctypes",
+                        lambda path: HostCalls(ctypes.PyDLL(path)), ["-I", include])
     return _host_calls
