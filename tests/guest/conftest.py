@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import stat
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import wasmtime
@@ -23,6 +25,19 @@ def ticking_engine(settings: EngineSettings) -> Iterator[wasmtime.Engine]:
         yield engine
     finally:
         ticker.stop()
+
+
+@pytest.fixture
+def failing_compiler(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """The only C compiler on ``PATH`` fails every build, printing the line returned (the native helpers' tests)."""
+    message = "helper.c:1: error: this compiler refuses"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    broken = bin_dir / "cc"
+    broken.write_text(f"#!/bin/sh\necho '{message}' >&2\nexit 1\n")
+    broken.chmod(broken.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    return message
 
 
 @pytest.fixture(scope="module")
