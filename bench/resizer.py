@@ -9,8 +9,9 @@ Side by side in one run, each contender fed the same JPEG (made here with Pillow
 * the same C compiled natively (``gcc -O3 -march=native``, same stb headers): a process per image
   (CGI-style: env, stdin, stdout) and, for fairness, a loop in one process
   (``bench/resizer_native_loop.c``). Both builds run stb_image's SSE2 JPEG code (natively as
-  SSE2, in Wasm as SIMD128 through ``examples/resizer/sse2_wasm.h``); the resize (stb v1) and
-  the JPEG encoder are scalar C in both, which gcc may auto-vectorise for the host's AVX;
+  SSE2, in Wasm as SIMD128 through ``examples/resizer/sse2_wasm.h``) and stb_image_resize2's own
+  SIMD (natively SSE2/AVX2 as ``-march=native`` allows, in Wasm SIMD128); the JPEG encoder is
+  scalar C in both, which gcc may auto-vectorise for the host's AVX;
 * Pillow in process: ``Image.resize((640, 360), BICUBIC)`` (Catmull-Rom, the kernel the resizer
   uses) and ``save(JPEG, quality=85)``. Pillow decodes with libjpeg-turbo (SIMD), so this row is
   "what a Python service would do", not the same code.
