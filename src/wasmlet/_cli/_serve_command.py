@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .._errors import ConfigError, WasmletError
 from ._lattice_flags import join_lattice, lattice_options
 from ._options import cache_option, fail
+
+if TYPE_CHECKING:
+    from ..plan import EngineSettings
 
 __all__ = ["serve"]
 
@@ -78,6 +81,10 @@ class _ServerDefault(click.Option):
               help="Open connections per client address (IPv6: per /64) in each worker; trusted proxies are exempt.")
 @click.option("--body-memory", default="256Mi", show_default=True,
               help="Request bodies a worker holds at once; past it, new uploads get 503.")
+@click.option("--pool-keep-resident", default="1Mi", show_default=True,
+              help="Bytes of each instance's memory zeroed and kept mapped when it ends, instead of released and "
+              "faulted in again by the next: more suits guests that touch much memory (an image resizer), less "
+              "those that declare much and touch little (docs/benchmarks.md, section 26). Up to 1Gi.")
 @lattice_options(host=True)
 @cache_option
 @click.pass_context
@@ -87,7 +94,7 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
           watchdog_window: float | None, watchdog_interval: float | None, watchdog_warmup: float | None,
           state_dir: Path | None, watch: bool,
           forwarded_allow_ips: str, header_timeout: float, max_client_connections: int, body_memory: str,
-          cache_dir: Path | None, **lattice_flags: Any) -> None:
+          pool_keep_resident: str, cache_dir: Path | None, **lattice_flags: Any) -> None:
     """Serve the apps of OAM Application manifests, and what was deployed before.
 
     The manifests given are deployed over the durable state (a new version
@@ -113,7 +120,7 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
     from .._serve import serve as run_server
     from ..control import ControlPlane, StateStore, default_state_dir
     from ..engine import default_cache_dir
-    from ..plan import EngineSettings, parse_quantity
+    from ..plan import parse_quantity
     from ..server import ServeSettings, parse_forwarded_allow_ips, parse_listen
 
     try:
@@ -133,6 +140,7 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
             bodies = parse_quantity(body_memory)
         except ValueError as exc:
             raise ConfigError(f"--body-memory: {exc}") from exc
+        engine = engine_settings(pool_keep_resident)
         kwargs = {"workers": workers} if workers is not None else {}
         settings = ServeSettings(host=host, port=port, threads=threads, server=server,
                                  drain_timeout=drain_timeout, admin=admin, otlp=otlp, metrics=metrics,
@@ -149,7 +157,7 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
         state_dir = state_dir or default_state_dir()
         lattice = join_lattice(lattice_flags, state_dir, cache_dir or default_cache_dir(), settings)
         control = ControlPlane(lattice.state if lattice and lattice.state else StateStore(state_dir),
-                               EngineSettings(), cache_dir or default_cache_dir(), trust, allow_files=allow_files)
+                               engine, cache_dir or default_cache_dir(), trust, allow_files=allow_files)
         control.restore()  # every recorded version checked (spec, bytes, --trust) before it is served; problems logged
         if manifests:
             control.deploy_files(list(manifests))
@@ -165,3 +173,19 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
     except WasmletError as exc:
         fail(exc)
     sys.exit(code)
+
+
+def engine_settings(pool_keep_resident: str) -> EngineSettings:
+    """The serving engine's settings from ``serve``'s flags: ``EngineSettings``, or ``ConfigError`` naming the flag."""
+    from ..plan import EngineSettings, parse_quantity
+
+    default = EngineSettings()
+    try:
+        keep = parse_quantity(pool_keep_resident)
+    except ValueError as exc:
+        raise ConfigError(f"--pool-keep-resident: {exc}") from exc
+    if not 0 <= keep <= default.pool_max_memory:
+        # No slot is larger than the pool's largest memory: more could never be kept.
+        raise ConfigError(f"--pool-keep-resident: expected 0 to {default.pool_max_memory >> 20}Mi (the pool's "
+                          f"largest memory), got {pool_keep_resident!r}")
+    return EngineSettings(pool_keep_resident=keep)
