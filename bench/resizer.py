@@ -22,12 +22,17 @@ someone else's load falls on all of them alike. Per image: wall-clock p50 and me
 HTTP, the server processes'), which other people's load inflates much less than wall time: the
 ratios are computed on both.
 
-    .venv/bin/python bench/resizer.py [--images 20] [--rounds 3] [--width 640]
+With ``--keep-resident 16`` two more rows: wasmlet in process and over HTTP with that many MiB of
+each instance's memory kept mapped between requests (``wasmlet serve --pool-keep-resident 16Mi``;
+the default keeps 1 MiB, so the resizer's 10 MiB fault in again at every image).
+
+    .venv/bin/python bench/resizer.py [--images 20] [--rounds 3] [--width 640] [--keep-resident MIB]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import io
 import os
@@ -159,6 +164,42 @@ def processes_cpu(pids: list[int]) -> Callable[[], float]:
     return read
 
 
+class Client:
+    """``wasmlet serve MANIFEST --workers 1 FLAGS``, and one keep-alive connection posting the photo to it."""
+
+    def __init__(self, manifest: Path, flags: list[str], cache: Path, body: bytes, width: int) -> None:
+        self.port = free_port()
+        self.argv = [WASMLET, "serve", str(manifest), "--listen", f"127.0.0.1:{self.port}", "--workers", "1", *flags]
+        self.cache, self.body, self.width = cache, body, width
+        self.stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Client:
+        log = OUT / f"resizer-serve-{self.port}.log"
+        server = self.stack.enter_context(running(self.argv, self.port, env=wasmlet_env(self.cache), log=log))
+        self.cpu = processes_cpu(server.pids())
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        self.conn.request("POST", f"/?width={self.width}", body=self.body)
+        check_jpeg(self.conn.getresponse().read(), self.width)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+        self.stack.close()
+
+    def request(self) -> None:
+        self.conn.request("POST", f"/?width={self.width}", body=self.body, headers={"Content-Type": "image/jpeg"})
+        response = self.conn.getresponse()
+        data = response.read()
+        assert response.status == 200, data[:200]
+
+    def reconnect(self) -> None:
+        # The server closes a keep-alive connection idle for 5 s (uvicorn's default), as it is while the
+        # other contenders run: a fresh one, and one untimed request, per round.
+        self.conn.close()
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        self.request()
+
+
 def check_jpeg(data: bytes, width: int) -> None:
     image = Image.open(io.BytesIO(data))
     assert image.format == "JPEG" and image.width == width, (image.format, image.size)
@@ -169,6 +210,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20, help="images per contender per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--keep-resident", type=int, default=0, metavar="MIB",
+                        help="also time wasmlet with --pool-keep-resident MIB Mi (in process and over HTTP)")
     args = parser.parse_args()
     if not shutil.which(os.environ.get("CC", "gcc")):
         raise SystemExit("needs gcc (or CC) for the native build")
@@ -195,6 +238,14 @@ def main() -> None:
         host = Host(plan)
         host.start()
         handler = next(iter(host.apps.values())).handler
+        keep = args.keep_resident
+        kept_host = None
+        kept_handler = handler
+        if keep:
+            kept_host = Host(plan_for_module(RESIZER / "resizer.wasm", EngineSettings(pool_keep_resident=keep << 20),
+                                             cache_dir=cache, memoryLimit="128Mi", environment=environment))
+            kept_host.start()
+            kept_handler = next(iter(kept_host.apps.values())).handler
         req = request(body, width)
         bare = Bare(body, width, work)
         env = {**os.environ, **cgi_env(width, len(body))}
@@ -226,47 +277,36 @@ def main() -> None:
         bare()
         check_jpeg(bare.stdout.read_bytes().partition(b"\n\n")[2], width)
 
-        port = free_port()
-        argv = [WASMLET, "serve", str(RESIZER / "app.yaml"), "--listen", f"127.0.0.1:{port}", "--workers", "1"]
+        servers = [("wasmlet over HTTP (1 worker, keep-alive)", [])]
+        if keep:
+            servers.append((f"  over HTTP, --pool-keep-resident {keep}Mi", ["--pool-keep-resident", f"{keep}Mi"]))
         try:
-            with running(argv, port, env=wasmlet_env(cache), log=OUT / "resizer-serve.log") as server:
-                server_cpu = processes_cpu(server.pids())
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-
-                def over_http() -> None:
-                    conn.request("POST", f"/?width={width}", body=body, headers={"Content-Type": "image/jpeg"})
-                    response = conn.getresponse()
-                    data = response.read()
-                    assert response.status == 200, data[:200]
-
-                def reconnect() -> None:
-                    # The server closes a keep-alive connection idle for 5 s (uvicorn's default), as it is
-                    # while the other contenders run: a fresh one, and one untimed request, per round.
-                    nonlocal conn
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                    over_http()
-
-                conn.request("POST", f"/?width={width}", body=body)
-                first = conn.getresponse()
-                check_jpeg(first.read(), width)
+            with contextlib.ExitStack() as stack:
+                clients = [stack.enter_context(Client(RESIZER / "app.yaml", flags, cache, body, width))
+                           for _, flags in servers]
                 for _ in range(2):  # warm-up: caches, allocator, pool slots
                     handler.handle(req)
+                    kept_handler.handle(req)
                     bare()
-                    reconnect()
+                    for client in clients:
+                        client.reconnect()
                     process()
                     pillow()
                 for _ in range(args.rounds):
                     add("wasmlet in process: WagiHandler.handle", timed(lambda: handler.handle(req), n))
+                    if keep:
+                        add(f"  in process, pool_keep_resident {keep} MiB", timed(lambda: kept_handler.handle(req), n))
                     add("  floor: bare wasmtime-py instance + _start", timed(bare, n))
-                    reconnect()
-                    add("wasmlet over HTTP (1 worker, keep-alive)", timed(over_http, n, server_cpu))
+                    for (name, _), client in zip(servers, clients, strict=True):
+                        client.reconnect()
+                        add(name, timed(client.request, n, client.cpu))
                     add("native (gcc -O3 -march=native): process per image", timed(process, n, children_cpu))
                     add("native: loop in one process", loop("loop"))
                     add("Pillow in process (libjpeg-turbo)", timed(pillow, n))
-                conn.close()
         finally:
             host.close()
+            if kept_host is not None:
+                kept_host.close()
 
     print("| contender | wall p50 ms | wall mean ms | images/s | CPU p50 ms | x native process (wall / CPU) |"
           " x native loop (wall / CPU) |")
