@@ -233,19 +233,19 @@ def main() -> None:
         work = Path(tmp)
         native = compile_native(work)
         environment = [{"name": "QUALITY", "value": str(QUALITY)}]
-        plan = plan_for_module(RESIZER / "resizer.wasm", cache_dir=cache, memoryLimit="128Mi",
-                               environment=environment)
-        host = Host(plan)
-        host.start()
-        handler = next(iter(host.apps.values())).handler
         keep = args.keep_resident
-        kept_host = None
-        kept_handler = handler
+
+        def started(settings: EngineSettings) -> Host:
+            host = Host(plan_for_module(RESIZER / "resizer.wasm", settings, cache_dir=cache, memoryLimit="128Mi",
+                                        environment=environment))
+            host.start()
+            return host
+
+        # The default engine's host, and with --keep-resident one whose slots keep that much memory mapped.
+        hosts = [started(EngineSettings())]
         if keep:
-            kept_host = Host(plan_for_module(RESIZER / "resizer.wasm", EngineSettings(pool_keep_resident=keep << 20),
-                                             cache_dir=cache, memoryLimit="128Mi", environment=environment))
-            kept_host.start()
-            kept_handler = next(iter(kept_host.apps.values())).handler
+            hosts.append(started(EngineSettings(pool_keep_resident=keep << 20)))
+        handler, *kept = [next(iter(host.apps.values())).handler for host in hosts]
         req = request(body, width)
         bare = Bare(body, width, work)
         env = {**os.environ, **cgi_env(width, len(body))}
@@ -285,8 +285,8 @@ def main() -> None:
                 clients = [stack.enter_context(Client(RESIZER / "app.yaml", flags, cache, body, width))
                            for _, flags in servers]
                 for _ in range(2):  # warm-up: caches, allocator, pool slots
-                    handler.handle(req)
-                    kept_handler.handle(req)
+                    for each in (handler, *kept):
+                        each.handle(req)
                     bare()
                     for client in clients:
                         client.reconnect()
@@ -294,8 +294,9 @@ def main() -> None:
                     pillow()
                 for _ in range(args.rounds):
                     add("wasmlet in process: WagiHandler.handle", timed(lambda: handler.handle(req), n))
-                    if keep:
-                        add(f"  in process, pool_keep_resident {keep} MiB", timed(lambda: kept_handler.handle(req), n))
+                    for each in kept:
+                        add(f"  in process, pool_keep_resident {keep} MiB",
+                            timed(lambda each=each: each.handle(req), n))
                     add("  floor: bare wasmtime-py instance + _start", timed(bare, n))
                     for (name, _), client in zip(servers, clients, strict=True):
                         client.reconnect()
@@ -304,9 +305,8 @@ def main() -> None:
                     add("native: loop in one process", loop("loop"))
                     add("Pillow in process (libjpeg-turbo)", timed(pillow, n))
         finally:
-            host.close()
-            if kept_host is not None:
-                kept_host.close()
+            for host in hosts:
+                host.close()
 
     print("| contender | wall p50 ms | wall mean ms | images/s | CPU p50 ms | x native process (wall / CPU) |"
           " x native loop (wall / CPU) |")
