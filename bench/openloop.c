@@ -8,7 +8,8 @@
    Request i is due at start + i / rate. A due request goes out on an idle connection at once;
    with none idle it waits for the first one to free (open loop: its wait counts in its latency,
    so a server stall is charged to every request it held up; no coordinated omission).
-   Responses must carry Content-Length (wasmlet's hello does).
+   Responses carry Content-Length (wasmlet's hello) or are chunked (`wasmtime serve`'s, RFC 9112
+   section 7.1; no trailers).
 
    usage: openloop PORT PATH RATE SECONDS CONNECTIONS TIMEOUT_MS OUT
    OUT gets one line per completed request: "latency_us lag_us" (lag: how late it was sent).
@@ -59,15 +60,35 @@ static int open_conn(int port) {
     return fd;
 }
 
+/* The end of a chunked body starting at c->buf + at (RFC 9112 section 7.1: hex size, CRLF, data,
+   CRLF, ..., a zero size, CRLF, no trailers, CRLF): its offset, 0 if not all there yet, -1 if malformed. */
+static long chunked_end(struct conn *c, size_t at) {
+    for (;;) {
+        char *line_end = memmem(c->buf + at, c->have - at, "\r\n", 2);
+        if (!line_end) return c->have >= BUF - 1 ? -1 : 0;
+        char *digits_end;
+        long size = strtol(c->buf + at, &digits_end, 16);
+        if (digits_end == c->buf + at || size < 0 || size > BUF) return -1;
+        at = (size_t)(line_end - c->buf) + 2 + (size_t)size + 2;
+        if (at > BUF - 1) return -1;
+        if (c->have < at) return 0;
+        if (memcmp(c->buf + at - 2, "\r\n", 2) != 0) return -1;
+        if (size == 0) return (long)at;
+    }
+}
+
 /* The length of one whole response at the start of c->buf, 0 if not all there yet, -1 if malformed. */
 static long whole_response(struct conn *c) {
     char *end = memmem(c->buf, c->have, "\r\n\r\n", 4);
     if (!end) return c->have >= BUF - 1 ? -1 : 0;
     size_t head = (size_t)(end - c->buf) + 4;
     long length = -1;
+    int chunked = 0;
     for (char *line = strstr(c->buf, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n")) {
         if (strncasecmp(line + 2, "content-length:", 15) == 0) length = strtol(line + 17, NULL, 10);
+        if (strncasecmp(line + 2, "transfer-encoding: chunked\r\n", 28) == 0) chunked = 1;
     }
+    if (chunked) return chunked_end(c, head);
     if (length < 0 || head + (size_t)length > BUF - 1) return -1;
     return c->have >= head + (size_t)length ? (long)(head + (size_t)length) : 0;
 }

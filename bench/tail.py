@@ -18,11 +18,16 @@
      figure, shown for comparison).
    Goal: p99.99 under 10 ms.
 
+3. With ``--reference``, the same phases against the reference host, ``wasmtime serve -O
+   pooling-allocator=y`` on the C ``wasi:http`` hello (as ``bench/http_hello.py``), at the rates
+   wasmlet ran: the tail this machine and these clients allow a host written in Rust, under the
+   same load.
+
 Every load is bounded in time (``--seconds``) and count (rate x seconds); servers on 127.0.0.1.
 The load generators share the 2 cores with the server.
 
     .venv/bin/python bench/tail.py [--seconds 20] [--workers 2] [--server uvicorn]
-        [--fractions 0.5,0.25 | --rates 3563,4679]
+        [--fractions 0.5,0.25 | --rates 3563,4679] [--reference]
 """
 
 from __future__ import annotations
@@ -70,11 +75,18 @@ async def _one_connection(port: int, request: bytes, due: asyncio.Queue[float | 
             writer.write(request)
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
             length = 0
+            chunked = False
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
                 if name.strip().lower() == b"content-length":
                     length = int(value)
-            await asyncio.wait_for(reader.readexactly(length), timeout)
+                chunked |= name.strip().lower() == b"transfer-encoding" and value.strip().lower() == b"chunked"
+            if chunked:  # `wasmtime serve`'s responses (RFC 9112 section 7.1; no trailers)
+                while (size := int((await asyncio.wait_for(reader.readuntil(b"\r\n"), timeout)).strip(), 16)) > 0:
+                    await asyncio.wait_for(reader.readexactly(size + 2), timeout)
+                await asyncio.wait_for(reader.readexactly(2), timeout)
+            else:
+                await asyncio.wait_for(reader.readexactly(length), timeout)
             if not head.startswith(b"HTTP/1.1 200"):
                 errors.append(head.split(b"\r\n", 1)[0].decode(errors="replace"))
             latencies.append(loop.time() - when)
@@ -205,6 +217,50 @@ def figures(latencies_s: list[float]) -> str:
     return " | ".join(f"{percentile(ordered, q):7.2f}" for q in PERCENTILES) + f" | {ordered[-1]:7.2f}"
 
 
+def measure(label: str, url: str, port: int, openloop: Path, seconds: int, connections: int, hey: bool,
+            fractions: list[float], rates: list[float]) -> tuple[list[str], list[str], list[float]]:
+    """One server's phases: wrk at 32 connections, then each constant rate (``rates``, or ``fractions``
+    of the wrk peak) from the C and asyncio open loops and ``hey -q``. Rows, verdicts, the rates run."""
+    rows: list[str] = []
+    verdicts: list[str] = []
+    run_wrk(url, seconds=3, connections=32)  # warm-up: pools, caches, connections
+    closed = run_wrk(url, seconds=seconds, connections=32)
+    rows.append(f"| {label}: wrk -t2 -c32 (closed loop) | {closed['rps']:,.0f} | " + " | ".join(
+        f"{closed.get(f'p{q}', float('nan')):.2f}" for q in ("50", "90", "99", "99.9", "99.99"))
+        + f" | | | {closed.get('errors', 0):.0f} errors, {closed.get('non2xx', 0):.0f} non-2xx |")
+    verdicts.append(f"{label}: p99 at 32 connections = {closed['p99']:.2f} ms -> "
+                    f"{'MEETS' if closed['p99'] < 5 else 'MISSES'} the 5 ms goal")
+    rates = rates or [closed["rps"] * f for f in fractions]
+    for rate in rates:
+        fraction = rate / closed["rps"]
+        for client in ("C, epoll", "asyncio + uvloop"):
+            time.sleep(1)
+            phase = (open_loop_c(openloop, port, "/", rate, seconds, connections)
+                     if client == "C, epoll" else open_loop(port, "/", rate, seconds, connections))
+            if not phase.latencies:
+                verdicts.append(f"{label}: open loop ({client}) at {rate:,.0f} req/s: no request completed")
+                continue
+            lag99 = percentile(sorted(phase.lags), 99) * 1e3
+            split = f", per process {phase.split}" if phase.split else ""
+            rows.append(f"| {label}: open loop at {fraction:.2g} x its peak = {rate:,.0f} req/s, {connections} "
+                        f"connections{split} ({client}) | {len(phase.latencies) / phase.elapsed:,.0f} |"
+                        f" {figures(phase.latencies)} | {lag99:.2f} | {len(phase.errors)} |")
+            tail = percentile(sorted(phase.latencies), 99.99) * 1e3
+            verdict = ("MEETS" if tail < 10 else "MISSES") if client == "C, epoll" else "for comparison"
+            goal = " the 10 ms goal" if client == "C, epoll" else ""
+            verdicts.append(f"{label}: open-loop p99.99 at {rate:,.0f} req/s ({fraction:.2g} x its peak), {client} "
+                            f"client = {tail:.2f} ms -> {verdict}{goal}")
+            if phase.errors:
+                verdicts.append(f"  open-loop errors (first 5): {phase.errors[:5]}")
+        if hey and shutil.which("hey"):
+            time.sleep(1)
+            latencies, non2xx, errors = run_hey(url, rate, seconds)
+            per_worker = max(1, round(rate / 16))
+            rows.append(f"| {label}: hey -q {per_worker} -c 16 (= {per_worker * 16:,} req/s; closed loop per worker)"
+                        f" | {len(latencies) / seconds:,.0f} | {figures(latencies)} | | {non2xx + errors} |")
+    return rows, verdicts, rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=20, help="length of each load phase")
@@ -214,6 +270,9 @@ def main() -> None:
     parser.add_argument("--rates", default="", help="constant rates in req/s instead of --fractions, e.g. 3563,4679")
     parser.add_argument("--connections", type=int, default=64, help="open-loop connections")
     parser.add_argument("--no-hey", action="store_true", help="skip the hey rows")
+    parser.add_argument("--reference", action="store_true",
+                        help="then the same phases against `wasmtime serve` on the C wasi:http hello, at the rates "
+                             "wasmlet ran (the machine's floor for the tail, from the reference host)")
     args = parser.parse_args()
     fractions = [float(f) for f in args.fractions.split(",")]
     print(machine())
@@ -229,45 +288,25 @@ def main() -> None:
         argv = [WASMLET, "serve", str(manifest), "--listen", f"127.0.0.1:{port}", "--workers", str(args.workers),
                 "--server", args.server]
         url = f"http://127.0.0.1:{port}/"
+        rates = [float(r) for r in args.rates.split(",")] if args.rates else []
         with running(argv, port, env=wasmlet_env(cache), log=OUT / "tail-serve.log"):
-            run_wrk(url, seconds=3, connections=32)  # warm-up: pools, caches, connections
-            closed = run_wrk(url, seconds=args.seconds, connections=32)
-            rows.append(f"| wrk -t2 -c32 (closed loop) | {closed['rps']:,.0f} | " + " | ".join(
-                f"{closed.get(f'p{q}', float('nan')):.2f}" for q in ("50", "90", "99", "99.9", "99.99"))
-                + f" | | | {closed.get('errors', 0):.0f} errors, {closed.get('non2xx', 0):.0f} non-2xx |")
-            verdicts.append(f"p99 at 32 connections = {closed['p99']:.2f} ms -> "
-                            f"{'MEETS' if closed['p99'] < 5 else 'MISSES'} the 5 ms goal")
-            rates = [float(r) for r in args.rates.split(",")] if args.rates else [closed["rps"] * f for f in fractions]
-            for rate in rates:
-                fraction = rate / closed["rps"]
-                for client in ("C, epoll", "asyncio + uvloop"):
-                    time.sleep(1)
-                    phase = (open_loop_c(openloop, port, "/", rate, args.seconds, args.connections)
-                             if client == "C, epoll" else open_loop(port, "/", rate, args.seconds, args.connections))
-                    if not phase.latencies:
-                        verdicts.append(f"open loop ({client}) at {rate:,.0f} req/s: no request completed")
-                        continue
-                    lag99 = percentile(sorted(phase.lags), 99) * 1e3
-                    split = f", per worker {phase.split}" if phase.split else ""
-                    rows.append(f"| open loop at {fraction:.2g} x peak = {rate:,.0f} req/s, {args.connections} "
-                                f"connections{split} ({client}) | {len(phase.latencies) / phase.elapsed:,.0f} |"
-                                f" {figures(phase.latencies)} | {lag99:.2f} | {len(phase.errors)} |")
-                    tail = percentile(sorted(phase.latencies), 99.99) * 1e3
-                    verdict = ("MEETS" if tail < 10 else "MISSES") if client == "C, epoll" else "for comparison"
-                    goal = " the 10 ms goal" if client == "C, epoll" else ""
-                    verdicts.append(f"open-loop p99.99 at {rate:,.0f} req/s ({fraction:.2g} x peak), {client} client ="
-                                    f" {tail:.2f} ms -> {verdict}{goal}")
-                    if phase.errors:
-                        verdicts.append(f"  open-loop errors (first 5): {phase.errors[:5]}")
-                if not args.no_hey and shutil.which("hey"):
-                    time.sleep(1)
-                    latencies, non2xx, errors = run_hey(url, rate, args.seconds)
-                    per_worker = max(1, round(rate / 16))
-                    rows.append(f"| hey -q {per_worker} -c 16 (= {per_worker * 16:,} req/s; closed loop per worker)"
-                                f" | {len(latencies) / args.seconds:,.0f} | {figures(latencies)} | | "
-                                f"{non2xx + errors} |")
-    print(f"\nwasmlet serve hello, --workers {args.workers} --server {args.server}; {args.seconds} s per phase;"
-          f" ms; load average after: {os.getloadavg()[0]:.1f}\n")
+            rows, verdicts, rates = measure("wasmlet", url, port, openloop, args.seconds, args.connections,
+                                            not args.no_hey, fractions, rates)
+        if args.reference:
+            from http_hello import HTTP_HELLO, wasmtime_cli
+
+            port = free_port()
+            url = f"http://127.0.0.1:{port}/"
+            argv = [str(wasmtime_cli()), "serve", "--addr", f"127.0.0.1:{port}", "-O", "pooling-allocator=y",
+                    str(HTTP_HELLO)]
+            with running(argv, port, env=dict(os.environ), log=OUT / "tail-wasmtime-serve.log", ready_path="/"):
+                more_rows, more_verdicts, _ = measure("wasmtime serve", url, port, openloop, args.seconds,
+                                                      args.connections, not args.no_hey, fractions, rates)
+            rows += more_rows
+            verdicts += more_verdicts
+    print(f"\nwasmlet serve hello, --workers {args.workers} --server {args.server}"
+          f"{'; then wasmtime serve on the C wasi:http hello at the same rates' if args.reference else ''};"
+          f" {args.seconds} s per phase; ms; load average after: {os.getloadavg()[0]:.1f}\n")
     print("| load | req/s achieved | p50 | p90 | p99 | p99.9 | p99.99 | max | waiting in the client p99 | errors |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
