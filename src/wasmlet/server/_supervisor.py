@@ -2,7 +2,9 @@
 
 The supervisor binds the listening socket once and hands it to each worker
 process (``pass_fds``), so ``--listen 127.0.0.1:0`` works and all workers
-accept from one queue. It restarts workers that die, and its watchdog
+accept from one queue; each takes a connection only while it holds no more
+than the others (``_balance``: their counts on a board the supervisor keeps
+in its runtime folder, one slot per worker, cleared when it exits). It restarts workers that die, and its watchdog
 recycles a worker whose resident memory grows faster than a threshold (the
 seed's 2 MB a minute by default, ``--watchdog-*``, defaults in ``_settings``),
 fitted after its warm-up and after the last deploy (a step, not a trend): a
@@ -54,6 +56,7 @@ from .._files import atomic_write
 from .._prefork import WorkerProcess, ZygoteKeeper, take_early
 from ..plan import Plan
 from ..telemetry import GrowthMeter
+from ._balance import BALANCE_ENV, SLOTS, Board
 from ._settings import ServeSettings
 
 __all__ = ["Supervisor", "WatchdogSettings", "bind_socket", "read_rss"]
@@ -119,6 +122,7 @@ class _Worker:
     ready: bool = False  # its ready file appeared
     replaces: _Worker | None = None  # a watchdog replacement for this worker, until it is ready
     measured_since: float = 0.0  # the plan change its growth samples start after (time.monotonic())
+    slot: int | None = None  # its slot on the connection board (``_balance``), if any
 
     @property
     def pid(self) -> int:
@@ -150,6 +154,7 @@ class Supervisor:
         self._next_recycle = 0.0  # no recycle before this
         self.on_tick: Callable[[], None] | None = None  # housekeeping, run on the supervisor's loop
         self.zygotes = ZygoteKeeper(self._mark_dead)
+        self.board: Board | None = None  # the workers' connection counts (``_balance``)
         self._previous_handlers: dict[int, Callable[[int, FrameType | None], Any] | int | None] | None = None
 
     @property
@@ -189,10 +194,14 @@ class Supervisor:
         self.zygotes.start(early)
         self.sock = bind_socket(s.host, s.port, s.backlog)
         self._plan_file.write_text(self.plan.to_json(), encoding="utf-8")
+        if os.environ.get(BALANCE_ENV, "1") != "0":
+            self.board = Board.create(self._runtime / "connections")
         if early is not None and not early.ready(_ZYGOTE_WAIT):
             log.warning("zygote %d not ready (within %.0fs); spawning the first workers with Popen", early.pid,
                         _ZYGOTE_WAIT)
-        self.workers = [self._spawn() for _ in range(s.workers)]
+        self.workers = []
+        for _ in range(s.workers):
+            self.workers.append(self._spawn())  # one by one: each spawn picks a board slot no worker holds
         self._catch_signals()  # after the spawns: a drain signals every worker there is
 
     def _spawn(self) -> _Worker:
@@ -210,6 +219,11 @@ class Supervisor:
         ]
         if self.log_dir is not None:
             args += ["--log-dir", str(self.log_dir)]
+        slot = self._free_slot()
+        if slot is not None:
+            assert self.board is not None
+            self.board.clear(slot)
+            args += ["--board", str(self.board.path), "--slot", str(slot)]
         if self.settings.otlp:
             args.append("--otlp")
         if not self.settings.metrics:
@@ -218,7 +232,14 @@ class Supervisor:
         if process is None:
             process = subprocess.Popen([sys.executable, "-m", "wasmlet.server._worker", *args], pass_fds=(fd,))
             log.info("worker %d started (spawned)", process.pid)
-        return _Worker(process, ready_file, GrowthMeter(self.watchdog.window), time.monotonic())
+        return _Worker(process, ready_file, GrowthMeter(self.watchdog.window), time.monotonic(), slot=slot)
+
+    def _free_slot(self) -> int | None:
+        """A board slot no worker holds (None without a board, or with every slot held: no balancing then)."""
+        if self.board is None:
+            return None
+        held = {w.slot for w in self.workers}
+        return next((i for i in range(SLOTS) if i not in held), None)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.draining:
@@ -274,7 +295,8 @@ class Supervisor:
         due = [t for t in self._restarts if t <= now]
         if due:
             self._restarts = [t for t in self._restarts if t > now]
-            self.workers += [self._spawn() for _ in due]
+            for _ in due:
+                self.workers.append(self._spawn())
         if self.on_tick is not None:
             self.on_tick()
         if now - self._last_sample >= self.watchdog.interval:
@@ -360,6 +382,8 @@ class Supervisor:
 
     def _forget(self, worker: _Worker) -> None:
         worker.ready_file.unlink(missing_ok=True)
+        if self.board is not None and worker.slot is not None:
+            self.board.clear(worker.slot)  # a killed worker's count no longer holds its peers back
         self._mark_dead(worker.pid)
 
     def _mark_dead(self, pid: int) -> None:
@@ -377,5 +401,8 @@ class Supervisor:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        if self.board is not None:
+            self.board.close()
+            self.board = None
         with contextlib.suppress(OSError):
             shutil.rmtree(self._runtime)

@@ -4,23 +4,29 @@ Run as ``python -m wasmlet.server._worker --fd N --plan FILE``. uvicorn owns
 the worker's signals: SIGTERM stops accepting and drains in-flight requests
 (up to ``--drain``), a second SIGINT forces the exit. Its HTTP protocol is
 uvicorn's httptools one with a header deadline, a per-client connection cap
-and lingering close added (``_protocol``).
+and lingering close added (``_protocol``). With ``--board``, it accepts only
+while it holds no more connections than its peers (``_balance``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import socket
 import sys
+from pathlib import Path
+from typing import cast
 
 import uvicorn
 
+from .._errors import ConfigError
 from .._logging import configure_logging
 from ..plan import Plan
 from ..telemetry import RequestTelemetry, configure_tracing
 from ._asgi import WasmletApp
+from ._balance import SLOTS, BalancedAcceptor, Board
 from ._protocol import TrustedProxies, guarded_protocol
 from ._settings import ServeSettings, parse_forwarded_allow_ips
 
@@ -55,6 +61,40 @@ def _return_freed_memory() -> None:
         libc.mallopt(m_mmap_threshold, 128 * 1024)
 
 
+class BalancedServer(uvicorn.Server):
+    """uvicorn's server, accepting through a ``BalancedAcceptor`` (``_balance``) instead of ``create_server``."""
+
+    def __init__(self, config: uvicorn.Config, board: Board, slot: int) -> None:
+        super().__init__(config)
+        self.board = board
+        self.slot = slot
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])  # the lifespan, and no listener of uvicorn's own
+        loop = asyncio.get_running_loop()
+        config = self.config
+
+        def create_protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state)
+
+        for sock in sockets or []:
+            acceptor = BalancedAcceptor(loop, sock, create_protocol, self.board, self.slot)
+            acceptor.start()
+            self.servers.append(cast(asyncio.base_events.Server, acceptor))  # has close() and wait_closed()
+
+
+def _server(config: uvicorn.Config, board_path: str | None, slot: int) -> uvicorn.Server:
+    """A balancing server with a board (``--board``), uvicorn's own without, or if the board is unusable."""
+    if board_path is None:
+        return uvicorn.Server(config)
+    try:
+        return BalancedServer(config, Board.open(Path(board_path)), slot)
+    except ConfigError as exc:
+        logging.getLogger("wasmlet.server").warning("%s; accepting without connection balancing", exc)
+        return uvicorn.Server(config)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wasmlet-worker")
     parser.add_argument("--fd", type=int, required=True)
@@ -70,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--header-timeout", type=float, default=_DEFAULTS.header_timeout)
     parser.add_argument("--client-connections", type=int, default=_DEFAULTS.client_connections)
     parser.add_argument("--body-memory", type=int, default=_DEFAULTS.body_memory)
+    parser.add_argument("--board", default=None, help="the supervisor's connection board (_balance)")
+    parser.add_argument("--slot", type=int, default=0, choices=range(SLOTS), metavar="N",
+                        help="this worker's slot on --board")
     args = parser.parse_args(argv)
     _die_with_parent()
     _return_freed_memory()
@@ -101,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         proxy_headers=bool(forwarded),
         forwarded_allow_ips=list(forwarded) if forwarded else None,
     )
-    server = uvicorn.Server(config)
+    server = _server(config, args.board, args.slot)
     server.run(sockets=[sock])
     logging.getLogger("wasmlet.server").info("worker stopped")
     return 0 if server.started else 1
