@@ -22,6 +22,7 @@ A worker that defers leaves the connection to its peers and looks again after
 ``RECHECK``. A peer that does not take it within ``MAX_DEFER`` (stopped, busy
 in a long loop pass, or killed and not yet reaped) is not waited for again for
 ``IGNORE_FOR``: balancing never delays a connection by more than ``MAX_DEFER``.
+A peer counts as taking connections when its accept counter moves.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ IGNORE_FOR = 0.1  # seconds balancing is off after the peers left a connection w
 MAX_BURST = 64  # connections accepted in one readiness callback, before the loop serves requests again
 _ABSENT = -1
 _SLOT = struct.Struct("=i")
-_ALL = struct.Struct(f"={SLOTS}i")
+_ACCEPTS = struct.Struct("=I")
+_ALL = struct.Struct(f"={SLOTS}i{SLOTS}I")  # each slot's connections, then each slot's accepts (mod 2**32)
 
 
 def should_accept(mine: int, peers: Sequence[int], slack: int = SLACK) -> bool:
@@ -61,7 +63,13 @@ def should_accept(mine: int, peers: Sequence[int], slack: int = SLACK) -> bool:
 
 
 class Board:
-    """The connection counts of a server's workers, in a file every worker maps (``mmap``, shared)."""
+    """The connection counts of a server's workers, in a file every worker maps (``mmap``, shared).
+
+    Per slot: the connections its worker holds (-1: none accepting there), and how many it
+    has accepted (wrapping), by which a deferring worker tells a peer that keeps accepting
+    from one that does not. Each slot has one writer, its worker (and the supervisor, before
+    the worker starts and after it exits).
+    """
 
     SIZE = _ALL.size
 
@@ -74,7 +82,7 @@ class Board:
         """A new board at ``path`` (the supervisor's), every slot empty."""
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, _ALL.pack(*[_ABSENT] * SLOTS))
+            os.write(fd, _ALL.pack(*[_ABSENT] * SLOTS, *[0] * SLOTS))
             return cls(path, mmap.mmap(fd, cls.SIZE))
         finally:
             os.close(fd)
@@ -104,10 +112,20 @@ class Board:
         value: int = _SLOT.unpack_from(self._memory, slot * _SLOT.size)[0]
         return value
 
+    def accepted(self, slot: int) -> None:
+        """Count one more connection accepted by ``slot``'s worker."""
+        offset = _SLOT.size * SLOTS + slot * _ACCEPTS.size
+        _ACCEPTS.pack_into(self._memory, offset, (_ACCEPTS.unpack_from(self._memory, offset)[0] + 1) & 0xFFFFFFFF)
+
     def peers(self, slot: int) -> list[int]:
         """The counts of the other accepting workers."""
-        counts = _ALL.unpack_from(self._memory)
-        return [n for i, n in enumerate(counts) if n >= 0 and i != slot]
+        return self.snapshot(slot)[0]
+
+    def snapshot(self, slot: int) -> tuple[list[int], int]:
+        """The counts of the other accepting workers, and the sum of every other slot's accepts."""
+        values = _ALL.unpack_from(self._memory)
+        peers = [n for i, n in enumerate(values[:SLOTS]) if n >= 0 and i != slot]
+        return peers, sum(values[SLOTS:]) - values[SLOTS + slot]
 
     def close(self) -> None:
         self._memory.close()
@@ -134,6 +152,7 @@ class BalancedAcceptor:
         self._slot = slot
         self._open = 0  # connections accepted and not lost
         self._deferred_since: float | None = None
+        self._progress = 0  # the peers' accepts when the current wait began
         self._ignore_until = 0.0
         self._recheck: asyncio.TimerHandle | None = None
         self._closed = False
@@ -154,9 +173,13 @@ class BalancedAcceptor:
             mine = self.count()
             self._board.set(self._slot, mine)
             now = self._loop.time()
-            if now >= self._ignore_until and not should_accept(mine, self._board.peers(self._slot), self._slack):
-                if self._deferred_since is None:
+            peers, progress = self._board.snapshot(self._slot)
+            if now >= self._ignore_until and not should_accept(mine, peers, self._slack):
+                if self._deferred_since is None or progress != self._progress:
+                    # A peer accepted since the wait began: it is taking connections (a burst keeps the
+                    # socket readable across waits), so the wait for this one starts now.
                     self._deferred_since = now
+                    self._progress = progress
                 if now - self._deferred_since < self._max_defer:
                     self._pause()
                     return
@@ -183,13 +206,10 @@ class BalancedAcceptor:
         self._pause(1.0)
 
     def _start_connection(self, conn: socket.socket) -> None:
-        try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as uvloop sets it on what it accepts
-        except OSError:  # reset by the client already
-            conn.close()
-            return
+        # uvloop makes it non-blocking and sets TCP_NODELAY, as on the connections it accepts itself.
         self._open += 1
         self._board.set(self._slot, self._open)
+        self._board.accepted(self._slot)
         state = _Open()
         task = self._loop.create_task(self._loop.connect_accepted_socket(lambda: self._protocol(state), conn))
         self._tasks.add(task)
