@@ -14,15 +14,16 @@ So a worker accepts by itself (``BalancedAcceptor``, in place of uvicorn's
 ``loop.create_server``) and only while it holds no more connections than the
 least loaded of its peers, plus ``SLACK`` (``should_accept``, pure). The
 counts live on a ``Board``: a small file in the supervisor's private runtime
-folder, mapped by every worker, one 32-bit count per worker slot (-1: no
-worker accepting there). The supervisor gives each worker its slot and clears
-it when the worker exits; a worker clears its own when it stops accepting.
+folder, mapped by every worker, with two 32-bit numbers per worker slot: the
+connections it holds (-1: no worker accepting there) and how many it has
+accepted. The supervisor gives each worker its slot and clears it when the
+worker exits; a worker clears its own when it stops accepting.
 
 A worker that defers leaves the connection to its peers and looks again after
-``RECHECK``. A peer that does not take it within ``MAX_DEFER`` (stopped, busy
-in a long loop pass, or killed and not yet reaped) is not waited for again for
-``IGNORE_FOR``: balancing never delays a connection by more than ``MAX_DEFER``.
-A peer counts as taking connections when its accept counter moves.
+``RECHECK``. If for ``MAX_DEFER`` no peer accepts anything (its accept counter
+stays put: the peer is stopped, busy in a long loop pass, or killed and not
+yet reaped), the peers are not waited for during ``IGNORE_FOR``: balancing
+never delays a connection by more than ``MAX_DEFER``.
 """
 
 from __future__ import annotations

@@ -4,12 +4,13 @@ The supervisor binds the listening socket once and hands it to each worker
 process (``pass_fds``), so ``--listen 127.0.0.1:0`` works and all workers
 accept from one queue; each takes a connection only while it holds no more
 than the others (``_balance``: their counts on a board the supervisor keeps
-in its runtime folder, one slot per worker, cleared when it exits). It restarts workers that die, and its watchdog
-recycles a worker whose resident memory grows faster than a threshold (the
-seed's 2 MB a minute by default, ``--watchdog-*``, defaults in ``_settings``),
-fitted after its warm-up and after the last deploy (a step, not a trend): a
-replacement is started and ready before the old worker is told to drain, so
-no request is refused on the way.
+in its runtime folder, one slot per worker, cleared when it exits). It
+restarts workers that die, and its watchdog recycles a worker whose resident
+memory grows faster than a threshold (the seed's 2 MB a minute by default,
+``--watchdog-*``, defaults in ``_settings``), fitted after its warm-up and
+after the last deploy (a step, not a trend): a replacement is started and
+ready before the old worker is told to drain, so no request is refused on
+the way.
 
 Both are bounded (issue 14: a replacement that failed to start used to stay
 in the list and be restarted for ever beside the worker it was to replace,
