@@ -151,10 +151,15 @@ def _fork_worker(request: dict[str, Any], fd: int, channel: socket.socket, comm:
         code = 1
         try:
             os.close(read_end)
+            # Renamed here, before the worker is forked, so the worker has its name from birth: it is
+            # the supervisor's child as soon as this process exits, possibly before it first runs, and
+            # would show as a second "wasmlet-zygote" under the supervisor until then.
+            _set_comm(comm)
+            _set_cmdline([sys.executable, "-m", "wasmlet.server._worker", *request["argv"]])
             pid = os.fork()
             if pid == 0:
                 os.close(write_end)
-                _become_worker(request, fd, channel, comm, parent)  # does not return
+                _become_worker(request, fd, channel, parent)  # does not return
             os.write(write_end, str(pid).encode())
             code = 0
         finally:
@@ -178,14 +183,12 @@ def _fork_worker(request: dict[str, Any], fd: int, channel: socket.socket, comm:
     return pid
 
 
-def _become_worker(request: dict[str, Any], fd: int, channel: socket.socket, comm: bytes, parent: int) -> None:
+def _become_worker(request: dict[str, Any], fd: int, channel: socket.socket, parent: int) -> None:
     code: int = 1
     try:
         channel.close()
         signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _set_comm(comm)
-        _set_cmdline([sys.executable, "-m", "wasmlet.server._worker", *request["argv"]])
         deadline = time.monotonic() + _REPARENT_WAIT
         while os.getppid() != parent:  # the middle process exits at once
             if time.monotonic() > deadline:
