@@ -33,7 +33,6 @@ import errno
 import logging
 import mmap
 import os
-import select
 import socket
 import struct
 from collections.abc import Callable, Sequence
@@ -164,15 +163,11 @@ class BalancedAcceptor:
         self._board.set(self._slot, self._open)  # on the board from now: its peers leave connections to it
         self._loop.add_reader(self._sock.fileno(), self._on_readable)
 
-    def count(self) -> int:
-        return self._open
-
     def _on_readable(self) -> None:
         for _ in range(MAX_BURST):
             if self._closed:
                 return
-            mine = self.count()
-            self._board.set(self._slot, mine)
+            mine = self._open  # on the board already: set at start, at each accept and each loss
             now = self._loop.time()
             peers, progress = self._board.snapshot(self._slot)
             if now >= self._ignore_until and not should_accept(mine, peers, self._slack):
@@ -254,9 +249,9 @@ class BalancedAcceptor:
         self._recheck = None
         if self._closed:
             return
+        # No look at the queue here: if a peer took what was queued, its accept counter moved, and
+        # the next wait starts afresh (the progress check in _on_readable).
         self._loop.add_reader(self._sock.fileno(), self._on_readable)
-        if self._deferred_since is not None and not _readable(self._sock):
-            self._deferred_since = None  # a peer took what was queued
 
     def close(self) -> None:
         """Stop accepting; the connections already made are uvicorn's to drain."""
@@ -281,9 +276,3 @@ class _Open:
     def __init__(self) -> None:
         self.open = True
 
-
-def _readable(sock: socket.socket) -> bool:
-    """Whether a connection is queued on listening ``sock`` now (poll(2), no wait)."""
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
-    return bool(poller.poll(0))
