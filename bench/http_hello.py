@@ -76,6 +76,11 @@ def wasmtime_cli() -> Path:
     return binary
 
 
+def wasmtime_serve_argv(port: int) -> list[str]:
+    """``wasmtime serve`` with the pooling allocator on the C ``wasi:http`` hello, on 127.0.0.1:``port``."""
+    return [str(wasmtime_cli()), "serve", "--addr", f"127.0.0.1:{port}", "-O", "pooling-allocator=y", str(HTTP_HELLO)]
+
+
 def contenders(cache: str, port: int, only: set[str] | None, base: str | None,
                workers: int = 2, manifest: Path = HELLO_YAML) -> dict[str, tuple[list[str], dict[str, str], str]]:
     """name -> (argv, environment, ready path)."""
@@ -95,8 +100,7 @@ def contenders(cache: str, port: int, only: set[str] | None, base: str | None,
     if base:  # another checkout's sources (e.g. `git archive HEAD`), run with this virtualenv
         table["wasmlet-base"] = (serve, {**env, "PYTHONPATH": str(Path(base) / "src")}, "/.well-known/wasmlet/ready")
     if HTTP_HELLO.exists():
-        table["wasmtime-serve"] = ([str(wasmtime_cli()), "serve", "--addr", f"127.0.0.1:{port}", "-O",
-                                    "pooling-allocator=y", str(HTTP_HELLO)], dict(os.environ), "/")
+        table["wasmtime-serve"] = (wasmtime_serve_argv(port), dict(os.environ), "/")
     else:
         print(f"note: {HTTP_HELLO} is missing; wasmtime serve left out")
     return {k: v for k, v in table.items() if only is None or k in only}

@@ -293,13 +293,12 @@ def main() -> None:
             rows, verdicts, rates = measure("wasmlet", url, port, openloop, args.seconds, args.connections,
                                             not args.no_hey, fractions, rates)
         if args.reference:
-            from http_hello import HTTP_HELLO, wasmtime_cli
+            from http_hello import wasmtime_serve_argv
 
             port = free_port()
             url = f"http://127.0.0.1:{port}/"
-            argv = [str(wasmtime_cli()), "serve", "--addr", f"127.0.0.1:{port}", "-O", "pooling-allocator=y",
-                    str(HTTP_HELLO)]
-            with running(argv, port, env=dict(os.environ), log=OUT / "tail-wasmtime-serve.log", ready_path="/"):
+            log = OUT / "tail-wasmtime-serve.log"
+            with running(wasmtime_serve_argv(port), port, env=dict(os.environ), log=log, ready_path="/"):
                 more_rows, more_verdicts, _ = measure("wasmtime serve", url, port, openloop, args.seconds,
                                                       args.connections, not args.no_hey, fractions, rates)
             rows += more_rows
