@@ -42,7 +42,8 @@ LAYER = {
     "server": 5,
     "control": 6,
     "lattice": 7,
-    "_serve": 8, "_run": 8, "_top_view": 8, "_new": 8, "_k8s": 8, "_cli": 8, "cli": 8, "__main__": 8, "__init__": 8,
+    "_serve": 8, "_run": 8, "_top_view": 8, "_new": 8, "_k8s": 8, "_cli": 8, "cli": 8, "_launch": 8, "__main__": 8,
+    "__init__": 8,
 }
 TOP = 8
 WORKER_SIDE = {"engine", "guest", "server", "telemetry"}

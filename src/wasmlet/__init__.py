@@ -2,7 +2,8 @@
 
 Importing this package has no side effects and loads no engine: the public
 surface here is the exception tree (``wasmlet._errors`` draws it) and the
-version. The ``wasmlet`` command is in ``wasmlet.cli``; the shared plan in
+version. The ``wasmlet`` command is in ``wasmlet.cli`` (its console script,
+``wasmlet._launch``, gives ``serve`` a head start); the shared plan in
 ``wasmlet.plan``; the control side in ``wasmlet.control``.
 """
 

@@ -103,6 +103,7 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
     """
     import gc
 
+    from .._launch import took_head_start
     from .._multiproc import prepare_metrics_dir, sweep_stale_dirs
 
     # Start-up makes ~60,000 long-lived objects (imports, the deploy) and no garbage worth a pass:
@@ -111,11 +112,12 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
     gc.disable()
     ctx.call_on_close(gc.enable)
     sweep_stale_dirs()  # what a host killed with SIGKILL left in the temp and shared-memory folders
-    prepare_metrics_dir()  # before prometheus_client is imported by what follows
-    if server != "granian":
-        from .._prefork import start_early
+    if not took_head_start():  # the console script did both before loading the CLI (wasmlet._launch)
+        prepare_metrics_dir()  # before prometheus_client is imported by what follows
+        if server != "granian":
+            from .._prefork import start_early
 
-        start_early()  # the worker zygote imports while this process imports and deploys (issue 13)
+            start_early()  # the worker zygote imports while this process imports and deploys (issue 13)
     from .._serve import check_listeners
     from .._serve import serve as run_server
     from ..control import ControlPlane, StateStore, default_state_dir
