@@ -19,6 +19,9 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || scripts/install-system-deps.sh python3-venv python3-pip
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@# Bytecode for the editable sources now: with PYTHONDONTWRITEBYTECODE set (container images often
+	@# do), every process would compile them again, ~130 ms more to a host's first 200.
+	$(BIN)/python -m compileall -q src
 	@touch $@
 
 venv: $(BIN)/.installed
