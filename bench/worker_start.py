@@ -12,7 +12,10 @@ Four figures, each over ``--reps`` fresh processes (median, min-max, ms):
 4. ``wasmlet serve --workers 1 MANIFEST``: spawn -> first 200, i.e. the supervisor's start
    (imports, deploy from the manifest), then a worker's; with ``--admin-listen none`` (as
    ``first_response.py``) and with the admin API on (the default; here on a free port), each
-   with the zygote (the default) and without (``WASMLET_ZYGOTE=0``).
+   with the zygote (the default) and without (``WASMLET_ZYGOTE=0``);
+5. the same with ``--admin-listen none``, entered through ``wasmlet.cli`` instead of the console
+   script (``wasmlet._launch``): the zygote starts once the CLI has loaded, not before (the head
+   start's worth; interleaved with the first series of 4).
 
 The hello example's compiled artifact is in the cache before any run (warm cache).
 
@@ -98,12 +101,18 @@ def lone_worker(plan_file: Path, env: dict[str, str], zygote: Zygote | None = No
         sock.close()
 
 
-def serve(manifest: Path, env: dict[str, str], server: str, admin: bool, zygote: bool = True) -> float:
+# ``wasmlet`` without the console script's head start: the CLI entered directly.
+WITHOUT_HEAD_START = [PYTHON, "-c", "import sys; sys.argv[0] = 'wasmlet'; from wasmlet.cli import main; main()"]
+
+
+def serve(manifest: Path, env: dict[str, str], server: str, admin: bool, zygote: bool = True,
+          head_start: bool = True) -> float:
     """Spawn ``wasmlet serve --workers 1`` -> first 200 on the app's route."""
     port = free_port()
     env = {**env, "WASMLET_STATE_DIR": tempfile.mkdtemp(prefix="wasmlet-bench-state-"),
            "WASMLET_ZYGOTE": "1" if zygote else "0"}
-    argv = [WASMLET, "--log-level", "warning", "serve", str(manifest), "--listen", f"127.0.0.1:{port}",
+    command = [WASMLET] if head_start else WITHOUT_HEAD_START
+    argv = [*command, "--log-level", "warning", "serve", str(manifest), "--listen", f"127.0.0.1:{port}",
             "--workers", "1", "--server", server]
     if admin:
         env.pop("WASMLET_ADMIN_LISTEN", None)
@@ -158,9 +167,10 @@ def main() -> None:
             forked = [lone_worker(plan_file, env, zygote) for _ in range(args.reps)]
         finally:
             zygote.close()
-        served, with_admin, served_popen, with_admin_popen = [], [], [], []
+        served, with_admin, served_popen, with_admin_popen, served_late = [], [], [], [], []
         for _ in range(args.reps):  # interleaved: both paths see the same load on a shared machine
             served.append(serve(manifest, env, args.server, admin=False))
+            served_late.append(serve(manifest, env, args.server, admin=False, head_start=False))
             served_popen.append(serve(manifest, env, args.server, admin=False, zygote=False))
             with_admin.append(serve(manifest, env, args.server, admin=True))
             with_admin_popen.append(serve(manifest, env, args.server, admin=True, zygote=False))
@@ -171,6 +181,8 @@ def main() -> None:
     print(f"| python -c 'import wasmlet.server._worker' | {ms(imports)} |")
     print(f"| worker alone: spawn -> first 200 | {ms(lone)} |")
     print(f"| a worker forked from the zygote: request -> first 200 | {ms(forked)} |")
+    print(f"| wasmlet serve --workers 1, --admin-listen none ({args.server}), zygote, entered through wasmlet.cli "
+          f"(no head start): spawn -> first 200 | {ms(served_late)} |")
     for label, figures, popen in (("--admin-listen none", served, served_popen),
                                   ("admin API on", with_admin, with_admin_popen)):
         print(f"| wasmlet serve --workers 1, {label} ({args.server}), zygote: spawn -> first 200 | {ms(figures)} |")

@@ -1,7 +1,8 @@
 """The worker zygote (issue 13): import what a worker needs once, then fork workers on request.
 
-Run as ``python -m wasmlet.server._zygote --control FD --parent PID`` by
-``wasmlet._prefork.Zygote.start`` (the protocol is described there). It imports
+``python -m wasmlet.server._zygote --control FD --parent PID`` runs it;
+``wasmlet._prefork.Zygote.start`` calls ``main`` through ``python -c`` instead, with the
+collector turned off before the package is imported (the protocol is described there). It imports
 the worker's modules (with the supervisor's environment, so prometheus_client,
 which picks its multi-process storage at import, writes where the workers must)
 but creates no wasmtime Engine, no thread, no event loop and no socket: a fork

@@ -34,7 +34,7 @@ def _start() -> None:
 
 if _RATE > 0 and "wasmlet.server._worker" in sys.orig_argv:
     _start()
-elif _RATE > 0 and "wasmlet.server._zygote" in sys.orig_argv:
+elif _RATE > 0 and any("wasmlet.server._zygote" in arg for arg in sys.orig_argv):
     # Workers forked from the zygote (issue 13) start no interpreter: leak from the fork on, in the
     # worker only (the zygote forks a middle process, whose child is the worker).
     _ZYGOTE = os.getpid()
