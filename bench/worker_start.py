@@ -1,6 +1,6 @@
 """Worker start to first 200 (issue 13), with a warm cache: a worker alone, and ``wasmlet serve``.
 
-Four figures, each over ``--reps`` fresh processes (median, min-max, ms):
+Five figures, each over ``--reps`` fresh processes (median, min-max, ms):
 
 1. ``import wasmlet.server._worker``: what a worker imports before it reads its plan;
 2. a worker alone, spawned as the supervisor spawns it without a zygote (``python -m
