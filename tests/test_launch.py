@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from wasmlet._launch import serves_with_zygote
+from wasmlet._multiproc import pid_alive
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
@@ -72,14 +73,7 @@ def test_a_serve_command_line_that_fails_leaves_no_zygote_and_no_metrics_folder(
     assert len(started) == 1 and started[0] != "None", done.stdout  # the head start was taken, once
     zygote = int(started[0])
     deadline = time.monotonic() + 10
-    while _running(zygote):
+    while pid_alive(zygote):
         assert time.monotonic() < deadline, f"zygote {zygote} still running after the command failed"
         time.sleep(0.05)
     assert sorted(p.name for p in tmp_path.glob("wasmlet-metrics-*")) == []
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
