@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main", "serves_with_zygote", "took_head_start"]
+__all__ = ["main", "prepare_serving", "serves_with_zygote", "took_head_start"]
 
 # The options of the top-level group (``wasmlet.cli.main``) that take a value.
 _GLOBAL_VALUE_OPTIONS = frozenset({"--log-level"})
@@ -55,14 +55,21 @@ def took_head_start() -> bool:
     return taken
 
 
+def prepare_serving(zygote: bool = True) -> None:
+    """What ``serve`` needs before anything imports prometheus_client: the metrics folder, then
+    (``zygote``) the worker zygote, which imports it and inherits the folder (``wasmlet._prefork``)."""
+    from ._multiproc import prepare_metrics_dir
+    from ._prefork import start_early
+
+    prepare_metrics_dir()
+    if zygote:
+        start_early()
+
+
 def main() -> None:
     global _head_start
     if serves_with_zygote(sys.argv[1:]):
-        from ._multiproc import prepare_metrics_dir
-        from ._prefork import start_early
-
-        prepare_metrics_dir()  # before the zygote imports prometheus_client: it inherits the folder
-        start_early()
+        prepare_serving()
         _head_start = True
     try:
         from .cli import main as cli

@@ -1,7 +1,7 @@
 """``wasmlet serve``: its flags, read into ``ServeSettings``, handed to ``wasmlet._serve``.
 
 Everything heavy (the control plane, the server, the engine) is imported inside
-``serve``, in the order start-up needs (``prepare_metrics_dir`` first).
+``serve``, in the order start-up needs (``prepare_serving`` first: the metrics folder).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class _ServerDefault(click.Option):
     """An option of ``serve`` whose default is a constant of ``wasmlet.server``, defined there once.
 
     Left unset, the option is None and ``ServeSettings`` applies its default. The help shows the
-    constant; nothing else imports the server here (it must come after ``prepare_metrics_dir``).
+    constant; nothing else imports the server here (it must come after ``prepare_serving``).
     """
 
     def __init__(self, *args: Any, constant: str, **kwargs: Any) -> None:
@@ -103,8 +103,8 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
     """
     import gc
 
-    from .._launch import took_head_start
-    from .._multiproc import prepare_metrics_dir, sweep_stale_dirs
+    from .._launch import prepare_serving, took_head_start
+    from .._multiproc import sweep_stale_dirs
 
     # Start-up makes ~60,000 long-lived objects (imports, the deploy) and no garbage worth a pass:
     # the collector stays off until the host serves (_serve), ~85 ms sooner to the first 200, and
@@ -112,12 +112,10 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
     gc.disable()
     ctx.call_on_close(gc.enable)
     sweep_stale_dirs()  # what a host killed with SIGKILL left in the temp and shared-memory folders
-    if not took_head_start():  # the console script did both before loading the CLI (wasmlet._launch)
-        prepare_metrics_dir()  # before prometheus_client is imported by what follows
-        if server != "granian":
-            from .._prefork import start_early
-
-            start_early()  # the worker zygote imports while this process imports and deploys (issue 13)
+    if not took_head_start():  # else the console script did it before loading the CLI (wasmlet._launch)
+        # Before prometheus_client is imported by what follows; the worker zygote imports while this
+        # process imports and deploys (issue 13). granian forks its own workers.
+        prepare_serving(zygote=server != "granian")
     from .._serve import check_listeners
     from .._serve import serve as run_server
     from ..control import ControlPlane, StateStore, default_state_dir
