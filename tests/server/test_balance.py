@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from tests.conftest import EXAMPLES, Server
 from tests.server.test_zygote import wait_until, zygote_and_workers
 
 from wasmlet._errors import ConfigError
-from wasmlet.server._balance import SLOTS, BalancedAcceptor, Board, should_accept
+from wasmlet.server._balance import IGNORE_FOR, SLOTS, BalancedAcceptor, Board, should_accept
 
 Serve = Callable[..., Server]
 HELLO = str(EXAMPLES / "hello" / "app.yaml")
@@ -311,12 +312,31 @@ def test_after_a_worker_is_killed_its_slot_is_cleared_and_its_peer_takes_new_con
     wait_until(lambda: f"worker {new} ready" in server.output(), 20, "the replacement ready")
     # Two slots in use: the survivor's and the replacement's; the dead worker's was cleared when it was reaped.
     wait_until(lambda: len(board.peers(SLOTS - 1)) == 2, 10, "the survivor and the replacement on the board")
-    for _ in range(20):  # new connections, most to the replacement (it holds none): it serves warm below
-        assert httpx.get(server.url + "/", timeout=5).status_code == 200
-    clients = _burst(server, 16)
-    counts = _connections_by_worker(server.port, [workers[1], new])
-    assert counts[new] >= 6, counts  # it takes until it holds as many as the survivor, then every other one
-    for client in clients + held:
+    # New connections until the replacement has taken one, so it serves warm below. A replacement slower
+    # than MAX_DEFER to take its first ones (its loop busy just after start) turns the survivor's balancing
+    # off for IGNORE_FOR, by design: that window is let run out before the burst.
+    warm: list[socket.socket] = []  # each answered once, and held until one is the replacement's
+    deadline = time.monotonic() + 20
+    while _connections_by_worker(server.port, [new])[new] == 0:
+        assert time.monotonic() < deadline, f"the replacement took none of {len(warm)} connections within 20 s"
+        warm += _burst(server, 1)
+    for client in warm:
+        client.close()
+    # It takes until it holds as many as the survivor, then every other one. Best effort by design, as in
+    # the test above: a replacement not scheduled within MAX_DEFER in a burst is given up on for that
+    # burst (about one run of this file in ten: 0 of 16), so it has three bursts to show it.
+    splits = []
+    for _ in range(3):
+        time.sleep(2 * IGNORE_FOR)  # a fallback window (balancing off for IGNORE_FOR) has run out
+        clients = _burst(server, 16)
+        splits.append(_connections_by_worker(server.port, [workers[1], new]))
+        for client in clients:
+            client.close()
+        wait_until(lambda: _connections_by_worker(server.port, [new])[new] == 0, 10, "the burst closed")
+        if splits[-1][new] >= 6:
+            break
+    assert splits[-1][new] >= 6, splits
+    for client in held:
         client.close()
     board.close()
 
