@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 # Loaded on first use only: the HTTP client (and rich/pygments behind httpx), the OCI client, the
-# Kubernetes renderer and placement, the admin API.
+# Kubernetes renderer and placement, the admin API, cryptography, the manifest's schema (a worker
+# reads specs, not manifests) and the supervisor.
 NOT_AT_START = ("httpx", "httpcore", "rich", "pygments", "fastapi", "opentelemetry.sdk", "wasmlet.registry._oci",
                 "wasmlet.registry._client", "wasmlet.plan._k8s_render", "wasmlet.plan._netpolicy",
-                "wasmlet.plan._kube", "wasmlet.plan._placement", "wasmlet.plan._loader")
+                "wasmlet.plan._kube", "wasmlet.plan._placement", "wasmlet.plan._loader", "cryptography",
+                "wasmlet.plan._manifest", "wasmlet.plan._traits", "wasmlet.server._supervisor")
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -38,7 +40,18 @@ def test_serve_deploying_from_files_does_not_load_the_oci_client() -> None:
                               "wasmlet.plan._k8s_render") if m in loaded) == []
 
 
-@pytest.mark.parametrize("package", ["wasmlet.plan", "wasmlet.registry"])
+def test_serve_loads_neither_cryptography_nor_the_worker_side_before_it_deploys() -> None:
+    """The supervisor's imports are on the way to the first response, beside the zygote's: cryptography
+    loads when a signature is first checked, the ASGI app, OpenTelemetry and asyncio (the connection
+    board's acceptor) only in workers, and in the supervisor once it serves (its admin API)."""
+    loaded = _loaded_after("import wasmlet._launch, wasmlet.cli, wasmlet._serve, wasmlet.server._supervisor")
+    assert sorted(m for m in ("cryptography", "bcrypt", "opentelemetry", "asyncio", "wasmlet.server._asgi",
+                              "wasmlet.server._balance", "wasmlet.telemetry._request") if m in loaded) == []
+    assert {"wasmlet.control._prepare", "wasmlet.server._board"} <= loaded  # what the check would miss if empty
+
+
+@pytest.mark.parametrize("package", ["wasmlet.plan", "wasmlet.registry", "wasmlet.server", "wasmlet.guest",
+                                     "wasmlet.telemetry"])
 def test_every_lazy_name_resolves(package: str) -> None:
     code = (f"import importlib\np = importlib.import_module({package!r})\n"
             "missing = [n for n in p.__all__ if getattr(p, n, None) is None]\nassert not missing, missing\n"
@@ -46,14 +59,13 @@ def test_every_lazy_name_resolves(package: str) -> None:
     _loaded_after(code)
 
 
-def test_an_unknown_name_is_still_an_attribute_error() -> None:
-    import wasmlet.plan
-    import wasmlet.registry
+@pytest.mark.parametrize("package", ["wasmlet.plan", "wasmlet.registry", "wasmlet.server", "wasmlet.guest",
+                                     "wasmlet.telemetry"])
+def test_an_unknown_name_is_still_an_attribute_error(package: str) -> None:
+    import importlib
 
     with pytest.raises(AttributeError, match="no_such_name"):
-        wasmlet.plan.no_such_name  # type: ignore[attr-defined]  # noqa: B018
-    with pytest.raises(AttributeError, match="no_such_name"):
-        wasmlet.registry.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+        importlib.import_module(package).no_such_name  # noqa: B018
 
 
 def test_preloading_loads_the_http_client_for_apps_that_may_call_out() -> None:

@@ -10,29 +10,94 @@
   functions behind it (``_wasi_http``);
 - the deadline inside host calls: ``poll_oneoff`` bounded by it (``_sleep``),
   and outbound requests that end by it (``_deadline_io``).
+
+Names load on first use (PEP 562), as in ``wasmlet.plan``: what imports one name
+from here loads its module, not the others.
 """
 
-from ._component import ComponentHandler, build_component_linker, find_run_export
-from ._egress import CheckedTarget, Resolver, resolve_and_check, system_resolver
-from ._handlers import Handler, Linkers, build_handler
-from ._imports import Preopen, check_component_imports, check_imports, component_imports, offending_imports, preopens
-from ._proxy import Extension, ProxyHandler, find_handler_export
-from ._runner import GuestLimits, GuestResult, GuestStats, WagiHandler, check_module
-from ._spin import KeyValueHost, KvLimits, remove_app_store, spin_extension
-from ._stdio import remove_scratch_root, scratch_files
-from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
-from ._wasi_http import (
-    CALL_DEPTH_HEADER,
-    INTERNAL_SUFFIX,
-    MAX_CALL_DEPTH,
-    HttpError,
-    InternalCall,
-    OutboundContext,
-    define_wasi_http,
-    outbound_context,
-    preload_http_client,
-    set_internal_caller,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
+    from ._component import ComponentHandler, build_component_linker, find_run_export
+    from ._egress import CheckedTarget, Resolver, resolve_and_check, system_resolver
+    from ._handlers import Handler, Linkers, build_handler
+    from ._imports import (
+        Preopen,
+        check_component_imports,
+        check_imports,
+        component_imports,
+        offending_imports,
+        preopens,
+    )
+    from ._proxy import Extension, ProxyHandler, find_handler_export
+    from ._runner import GuestLimits, GuestResult, GuestStats, WagiHandler, check_module
+    from ._spin import KeyValueHost, KvLimits, remove_app_store, spin_extension
+    from ._stdio import remove_scratch_root, scratch_files
+    from ._wagi import CgiRequest, CgiResponse, build_argv, build_environment, parse_cgi_response
+    from ._wasi_http import (
+        CALL_DEPTH_HEADER,
+        INTERNAL_SUFFIX,
+        MAX_CALL_DEPTH,
+        HttpError,
+        InternalCall,
+        OutboundContext,
+        define_wasi_http,
+        outbound_context,
+        preload_http_client,
+        set_internal_caller,
+    )
+
+# Each public name and the private module that defines it.
+_WHERE = {
+    "ComponentHandler": "._component",
+    "build_component_linker": "._component",
+    "find_run_export": "._component",
+    "CheckedTarget": "._egress",
+    "Resolver": "._egress",
+    "resolve_and_check": "._egress",
+    "system_resolver": "._egress",
+    "Handler": "._handlers",
+    "Linkers": "._handlers",
+    "build_handler": "._handlers",
+    "Preopen": "._imports",
+    "check_component_imports": "._imports",
+    "check_imports": "._imports",
+    "component_imports": "._imports",
+    "offending_imports": "._imports",
+    "preopens": "._imports",
+    "Extension": "._proxy",
+    "ProxyHandler": "._proxy",
+    "find_handler_export": "._proxy",
+    "GuestLimits": "._runner",
+    "GuestResult": "._runner",
+    "GuestStats": "._runner",
+    "WagiHandler": "._runner",
+    "check_module": "._runner",
+    "KeyValueHost": "._spin",
+    "KvLimits": "._spin",
+    "remove_app_store": "._spin",
+    "spin_extension": "._spin",
+    "remove_scratch_root": "._stdio",
+    "scratch_files": "._stdio",
+    "CgiRequest": "._wagi",
+    "CgiResponse": "._wagi",
+    "build_argv": "._wagi",
+    "build_environment": "._wagi",
+    "parse_cgi_response": "._wagi",
+    "CALL_DEPTH_HEADER": "._wasi_http",
+    "INTERNAL_SUFFIX": "._wasi_http",
+    "MAX_CALL_DEPTH": "._wasi_http",
+    "HttpError": "._wasi_http",
+    "InternalCall": "._wasi_http",
+    "OutboundContext": "._wasi_http",
+    "define_wasi_http": "._wasi_http",
+    "outbound_context": "._wasi_http",
+    "preload_http_client": "._wasi_http",
+    "set_internal_caller": "._wasi_http",
+}
 
 __all__ = [
     "CALL_DEPTH_HEADER",
@@ -81,3 +146,16 @@ __all__ = [
     "spin_extension",
     "system_resolver",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -64,6 +64,7 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time they load o
         parse_nodes,
         parse_priority_classes,
     )
+    from ._limits import Concurrency, RateLimit
     from ._loader import (
         MAX_MANIFEST_BYTES,
         assign_routes,
@@ -73,7 +74,7 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time they load o
         parse_manifest,
         parse_manifest_bytes,
     )
-    from ._manifest import Application, Concurrency, RateLimit, WasmProperties
+    from ._manifest import Application, WasmProperties
     from ._netpolicy import (
         EgressRule,
         calico_network_policy,
@@ -103,7 +104,7 @@ _WHERE = {
     "Application": "._manifest",
     "Capabilities": "._capabilities",
     "ComponentSpec": "._spec",
-    "Concurrency": "._manifest",
+    "Concurrency": "._limits",
     "EgressRule": "._netpolicy",
     "EngineSettings": "._engine",
     "FILES_READ_IMPORTS": "._capabilities",
@@ -123,7 +124,7 @@ _WHERE = {
     "Plan": "._plan",
     "PlannedComponent": "._plan",
     "PriorityClass": "._kube",
-    "RateLimit": "._manifest",
+    "RateLimit": "._limits",
     "RemoteApp": "._plan",
     "RenderOptions": "._k8s_render",
     "SUPPORTED_TRAITS": "._traits",

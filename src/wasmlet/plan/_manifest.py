@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ._capabilities import Capabilities
+from ._limits import Concurrency, RateLimit
 from ._quantity import parse_duration, parse_quantity
 from ._traits import SUPPORTED_TRAITS, TRAIT_PROPERTIES
 
@@ -32,10 +33,8 @@ __all__ = [
     "SUPPORTED_TRAITS",
     "Application",
     "Component",
-    "Concurrency",
     "EnvVar",
     "Policy",
-    "RateLimit",
     "Trait",
     "WasmProperties",
 ]
@@ -83,30 +82,6 @@ class EnvVar(BaseModel):
         if not isinstance(value, str):
             raise ValueError('expected a string; quote numbers, as in value: "85"')
         return value
-
-
-# A rate or burst past this is no limit at all; above it, 2 * rate overflows to inf (YAML has .inf too).
-_MAX_RATE = 1e9
-
-
-class RateLimit(BaseModel):
-    """Token buckets (requests per second, burst) per client address and for the whole app; 0 is unlimited."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    per_client: float = Field(default=0, ge=0, le=_MAX_RATE, alias="perClient")
-    per_client_burst: float = Field(default=0, ge=0, le=_MAX_RATE, alias="perClientBurst")  # 0: twice the rate
-    per_app: float = Field(default=0, ge=0, le=_MAX_RATE, alias="perApp")
-    per_app_burst: float = Field(default=0, ge=0, le=_MAX_RATE, alias="perAppBurst")
-
-
-class Concurrency(BaseModel):
-    """Guest instances of this app running at once in one worker, and requests allowed to wait for one."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max: int = Field(default=0, ge=0)  # 0: three quarters of the worker's guest threads
-    queue: int = Field(default=256, ge=0)
 
 
 class WasmProperties(BaseModel):

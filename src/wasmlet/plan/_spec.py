@@ -15,7 +15,7 @@ from pydantic import ConfigDict, TypeAdapter, model_validator
 from pydantic.dataclasses import dataclass
 
 from ._capabilities import Capabilities
-from ._manifest import Concurrency, RateLimit
+from ._limits import Concurrency, RateLimit
 from ._scheduling import Placement
 
 __all__ = ["SPEC_CODEC", "ComponentSpec"]

@@ -7,39 +7,100 @@
   the per-app concurrency limit and queue (``_ratelimit``), and the CPU
   circuit breaker (``_breaker``), bundled per app by ``_guard``.
 
-It never imports the control side: a plan is all it is given.
+It never imports the control side: a plan is all it is given. Names load on first
+use (PEP 562), as in ``wasmlet.plan``: the supervisor, which needs ``Supervisor`` and
+the settings, does not import the worker's ASGI app on its way to its first deploy.
 """
 
-from ._asgi import HEALTH_PATH, METRICS_ENV, PLAN_ENV, READY_PATH, THREADS_ENV, WasmletApp
-from ._breaker import BreakerRegistry, BreakerSettings, CircuitBreaker, State, counts_as_failure
-from ._envelope import (
-    ForwardReply,
-    ForwardRequest,
-    MalformedEnvelope,
-    app_subject,
-    connect_options,
-    decode_request,
-    decode_response,
-    encode_request,
-    encode_response,
-    is_idempotent,
-    valid_token,
-)
-from ._forward import DEADLINE_MARGIN, PROGRESS_EVERY, SILENCE, AppCaller, Forwarder, RemoteRoute
-from ._guard import AppGuard, Guards
-from ._host import App, Host
-from ._ratelimit import ConcurrencyLimiter, RateLimiter, client_key
-from ._router import Route, Router, normalise_path
-from ._settings import (
-    WATCHDOG_INTERVAL,
-    WATCHDOG_MEMORY_GROWTH,
-    WATCHDOG_WARMUP,
-    WATCHDOG_WINDOW,
-    ServeSettings,
-    parse_forwarded_allow_ips,
-    parse_listen,
-)
-from ._supervisor import Supervisor
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
+    from ._asgi import HEALTH_PATH, READY_PATH, WasmletApp
+    from ._breaker import BreakerRegistry, BreakerSettings, CircuitBreaker, State, counts_as_failure
+    from ._envelope import (
+        ForwardReply,
+        ForwardRequest,
+        MalformedEnvelope,
+        app_subject,
+        connect_options,
+        decode_request,
+        decode_response,
+        encode_request,
+        encode_response,
+        is_idempotent,
+        valid_token,
+    )
+    from ._forward import DEADLINE_MARGIN, PROGRESS_EVERY, SILENCE, AppCaller, Forwarder, RemoteRoute
+    from ._guard import AppGuard, Guards
+    from ._host import App, Host
+    from ._ratelimit import ConcurrencyLimiter, RateLimiter, client_key
+    from ._router import Route, Router, normalise_path
+    from ._settings import (
+        METRICS_ENV,
+        PLAN_ENV,
+        THREADS_ENV,
+        WATCHDOG_INTERVAL,
+        WATCHDOG_MEMORY_GROWTH,
+        WATCHDOG_WARMUP,
+        WATCHDOG_WINDOW,
+        ServeSettings,
+        parse_forwarded_allow_ips,
+        parse_listen,
+    )
+    from ._supervisor import Supervisor
+
+# Each public name and the private module that defines it.
+_WHERE = {
+    "HEALTH_PATH": "._asgi",
+    "READY_PATH": "._asgi",
+    "WasmletApp": "._asgi",
+    "BreakerRegistry": "._breaker",
+    "BreakerSettings": "._breaker",
+    "CircuitBreaker": "._breaker",
+    "State": "._breaker",
+    "counts_as_failure": "._breaker",
+    "ForwardReply": "._envelope",
+    "ForwardRequest": "._envelope",
+    "MalformedEnvelope": "._envelope",
+    "app_subject": "._envelope",
+    "connect_options": "._envelope",
+    "decode_request": "._envelope",
+    "decode_response": "._envelope",
+    "encode_request": "._envelope",
+    "encode_response": "._envelope",
+    "is_idempotent": "._envelope",
+    "valid_token": "._envelope",
+    "DEADLINE_MARGIN": "._forward",
+    "PROGRESS_EVERY": "._forward",
+    "SILENCE": "._forward",
+    "AppCaller": "._forward",
+    "Forwarder": "._forward",
+    "RemoteRoute": "._forward",
+    "AppGuard": "._guard",
+    "Guards": "._guard",
+    "App": "._host",
+    "Host": "._host",
+    "ConcurrencyLimiter": "._ratelimit",
+    "RateLimiter": "._ratelimit",
+    "client_key": "._ratelimit",
+    "Route": "._router",
+    "Router": "._router",
+    "normalise_path": "._router",
+    "WATCHDOG_INTERVAL": "._settings",
+    "WATCHDOG_MEMORY_GROWTH": "._settings",
+    "WATCHDOG_WARMUP": "._settings",
+    "WATCHDOG_WINDOW": "._settings",
+    "ServeSettings": "._settings",
+    "METRICS_ENV": "._settings",
+    "PLAN_ENV": "._settings",
+    "THREADS_ENV": "._settings",
+    "parse_forwarded_allow_ips": "._settings",
+    "parse_listen": "._settings",
+    "Supervisor": "._supervisor",
+}
 
 #: The ASGI app factory, for servers that import it by name (granian).
 ASGI_APP_FACTORY = "wasmlet.server._asgi:create_app"
@@ -93,3 +154,16 @@ __all__ = [
     "parse_listen",
     "valid_token",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

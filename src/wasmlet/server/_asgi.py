@@ -37,6 +37,7 @@ from ._host import App, Host
 from ._inline import INLINE_BUDGET, InlinePolicy
 from ._reply import CLIENT_CLOSED, framed, log_stderr, refuse, refuse_body, respond
 from ._router import normalise_path
+from ._settings import METRICS_ENV, PLAN_ENV, THREADS_ENV
 from ._stream import StreamingHandler
 from ._streamed import StreamedAnswers, may_stream
 
@@ -47,9 +48,6 @@ log = logging.getLogger("wasmlet.server")
 
 HEALTH_PATH = "/.well-known/wasmlet/health"
 READY_PATH = "/.well-known/wasmlet/ready"
-PLAN_ENV = "WASMLET_PLAN"
-THREADS_ENV = "WASMLET_THREADS"
-METRICS_ENV = "WASMLET_METRICS"
 INLINE_ENV = "WASMLET_INLINE"  # "0": every guest on a worker thread (to measure what running short ones inline saves)
 MAX_HEADER_BYTES = 32 * 1024  # all request header fields together
 PLAN_POLL = 0.02  # seconds between checks for a new plan

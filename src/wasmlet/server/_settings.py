@@ -10,6 +10,9 @@ from .._errors import ConfigError
 from ..plan import parse_quantity
 
 __all__ = [
+    "METRICS_ENV",
+    "PLAN_ENV",
+    "THREADS_ENV",
     "WATCHDOG_INTERVAL",
     "WATCHDOG_MEMORY_GROWTH",
     "WATCHDOG_WARMUP",
@@ -20,6 +23,12 @@ __all__ = [
 ]
 
 SERVERS = ("uvicorn", "granian")
+
+# How a server that imports the ASGI app by name (granian) passes a worker its settings: here, not in
+# `_asgi`, so that the supervisor sets them without importing the worker's side.
+PLAN_ENV = "WASMLET_PLAN"
+THREADS_ENV = "WASMLET_THREADS"
+METRICS_ENV = "WASMLET_METRICS"
 
 # The memory watchdog's defaults, defined here only (``wasmlet serve``'s options show them).
 # Chosen from bench/watchdog_baseline.py: a healthy worker's RSS rises while its allocator

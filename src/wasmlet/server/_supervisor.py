@@ -57,7 +57,7 @@ from .._files import atomic_write
 from .._prefork import WorkerProcess, ZygoteKeeper, take_early
 from ..plan import Plan
 from ..telemetry import GrowthMeter
-from ._balance import BALANCE_ENV, SLOTS, Board
+from ._board import BALANCE_ENV, SLOTS, Board
 from ._settings import ServeSettings
 
 __all__ = ["Supervisor", "WatchdogSettings", "bind_socket", "read_rss"]
@@ -155,7 +155,7 @@ class Supervisor:
         self._next_recycle = 0.0  # no recycle before this
         self.on_tick: Callable[[], None] | None = None  # housekeeping, run on the supervisor's loop
         self.zygotes = ZygoteKeeper(self._mark_dead)
-        self.board: Board | None = None  # the workers' connection counts (``_balance``)
+        self.board: Board | None = None  # the workers' connection counts (``_board``)
         self._previous_handlers: dict[int, Callable[[int, FrameType | None], Any] | int | None] | None = None
 
     @property

@@ -20,11 +20,14 @@ import dataclasses
 import hashlib
 import os
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from typing import TYPE_CHECKING
 
 from .._errors import KeyFileError
+
+# cryptography (and bcrypt, which its serialization module imports) loads when a key is first used,
+# not with the package: `wasmlet serve` imports this for its trust store, and most deploys verify nothing.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "KeyPair",
@@ -57,6 +60,7 @@ class PublicKey:
 
     def verify(self, signature: bytes, message: bytes) -> bool:
         from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
         try:
             Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
@@ -74,11 +78,15 @@ class KeyPair:
 
     @classmethod
     def generate(cls) -> KeyPair:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         private = Ed25519PrivateKey.generate()
         return cls._from_private(private)
 
     @classmethod
     def _from_private(cls, private: Ed25519PrivateKey) -> KeyPair:
+        from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
         seed = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         return cls(seed, PublicKey(raw))
@@ -88,6 +96,8 @@ class KeyPair:
         return self.public.key_id
 
     def sign(self, message: bytes) -> bytes:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return Ed25519PrivateKey.from_private_bytes(self.secret).sign(message)
 
     def to_bytes(self) -> bytes:
@@ -103,6 +113,8 @@ def public_key_from_bytes(data: bytes, source: str = "<bytes>") -> PublicKey:
 def key_pair_from_bytes(data: bytes, source: str = "<bytes>") -> KeyPair:
     if len(data) != 65 or data[0] != KEY_PAIR_ID:
         raise KeyFileError(f"{source}: not an Ed25519 key pair (expected 0x81 and 64 bytes, {len(data)} bytes found)")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     pair = KeyPair._from_private(Ed25519PrivateKey.from_private_bytes(data[1:33]))
     if pair.public.raw != data[33:]:
         raise KeyFileError(f"{source}: the public half does not belong to the secret key")
