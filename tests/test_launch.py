@@ -49,13 +49,13 @@ def test_the_head_start_is_taken_only_for_a_command_line_that_serves_through_the
 # ``python -m wasmlet serve --no-such-flag``, with the zygote's pid printed when it is started.
 _FAILING_SERVE = """
 import sys
-import wasmlet._prefork as prefork
-real = prefork.Zygote.start.__func__
-def start(cls, env=None):
-    zygote = real(cls, env)
-    print("zygote", zygote.pid if zygote else None, flush=True)
-    return zygote
-prefork.Zygote.start = classmethod(start)
+import wasmlet._early as early
+real = early.spawn_zygote
+def spawn_zygote():
+    spawned = real()
+    print("zygote", spawned.pid if spawned else None, flush=True)
+    return spawned
+early.spawn_zygote = spawn_zygote
 sys.argv = ["wasmlet", "serve", "--no-such-flag"]
 from wasmlet._launch import main
 main()

@@ -5,6 +5,7 @@ control side (control, and the registry and signing it uses) decides what to
 serve; the worker side (engine, guest, server, telemetry) serves it; both read
 ``wasmlet.plan``. The layers, lowest first::
 
+   -1  _early                                  the worker zygote's head start, with os alone
     0  _errors, _files, _logging, _multiproc,  shared basics (_prefork: the supervisor's side
        _prefork                                of the worker zygote, stdlib only)
     1  plan                                    what both sides share (pure)
@@ -34,7 +35,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "wasmlet"
 
 LAYER = {
-    "_errors": 0, "_files": 0, "_logging": 0, "_multiproc": 0, "_prefork": 0,
+    "_errors": 0, "_files": 0, "_logging": 0, "_multiproc": 0, "_prefork": 0, "_early": -1,
     "plan": 1,
     "telemetry": 2, "signing": 2,
     "engine": 3,

@@ -1,8 +1,9 @@
 """The ``wasmlet`` console script: for ``wasmlet serve``, start the worker zygote before the CLI loads.
 
-A host's first 200 waits for the zygote's imports (~340 ms with a warm cache, the longest step
-on the way; issue 13, ``docs/benchmarks.md`` section 28). Loading click and every command takes
-another ~70 ms before ``serve`` runs; the zygote started here imports on the other core
+A host's first 200 waits for the zygote's imports (~300 ms with a warm cache, the longest step
+on the way beside the supervisor's own; issue 13, ``docs/benchmarks.md`` sections 28-29). Loading
+click and every command takes ~70 ms before ``serve`` runs; the zygote started here, with ``os``
+alone (``wasmlet._early``) about a millisecond after the interpreter, imports on the other core
 meanwhile. The look at the command line (``serves_with_zygote``) is only a head start: when it
 misses (an unusual spelling of the arguments), ``serve`` starts the zygote itself, as before;
 when it is wrong (a command line that fails before serving), what it started is removed on the
@@ -13,7 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # typing and collections.abc are not imported for this: see main()
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["main", "prepare_serving", "serves_with_zygote", "took_head_start"]
 
@@ -68,9 +72,18 @@ def prepare_serving(zygote: bool = True) -> None:
 
 def main() -> None:
     global _head_start
+    # The head start comes first, before any import beyond the interpreter's own modules (``wasmlet``
+    # itself imports nothing at start): ~1 ms after the interpreter, where ``prepare_serving``, with
+    # tempfile, subprocess and logging to import first, started the zygote ~25 ms later.
     if serves_with_zygote(sys.argv[1:]):
-        prepare_serving()
-        _head_start = True
+        import gc
+
+        gc.disable()  # for the CLI's imports too: ``serve`` turns it off for its start-up, on once serving
+        from ._early import make_metrics_dir, spawn_zygote
+
+        if make_metrics_dir() is not None:  # else ``serve`` prepares it all itself, and says why it cannot
+            spawn_zygote()  # None (not Linux, WASMLET_ZYGOTE=0, fork failed): ``serve`` starts one or spawns
+            _head_start = True
     try:
         from .cli import main as cli
 

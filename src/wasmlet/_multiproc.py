@@ -22,9 +22,10 @@ import sys
 import tempfile
 from collections.abc import Iterable
 
+from ._early import MULTIPROC_ENV, make_metrics_dir
+
 __all__ = ["MULTIPROC_ENV", "SCRATCH_ENV", "pid_alive", "prepare_metrics_dir", "scratch_base", "sweep_stale_dirs"]
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SCRATCH_ENV = "WASMLET_SCRATCH_DIR"  # where workers keep guest output files (default: /dev/shm)
 
 log = logging.getLogger("wasmlet.server")
@@ -37,8 +38,10 @@ def prepare_metrics_dir() -> str:
     """Point multi-process mode at a fresh folder (workers inherit the variable)."""
     if "prometheus_client" in sys.modules:
         raise RuntimeError("prepare_metrics_dir() must run before prometheus_client is imported")
-    path = tempfile.mkdtemp(prefix=f"wasmlet-metrics-{os.getpid()}-")
-    os.environ[MULTIPROC_ENV] = path
+    path = make_metrics_dir()
+    if path is None:  # no temporary folder would take it: tempfile.mkdtemp says why (OSError)
+        path = tempfile.mkdtemp(prefix=f"wasmlet-metrics-{os.getpid()}-")
+        os.environ[MULTIPROC_ENV] = path
     return path
 
 

@@ -7,7 +7,8 @@ The zygote (``wasmlet.server._zygote``) imports all that once, early, while
 reads its plan and starts serving.
 
 This module is stdlib only, so ``wasmlet serve`` can start the zygote before it
-imports the server itself (``start_early``). The control channel is an
+imports the server itself (``start_early``); the console script starts it sooner
+still, with ``os`` alone (``wasmlet._early``), and ``take_early`` adopts that one. The control channel is an
 ``AF_UNIX`` ``SOCK_SEQPACKET`` socketpair the zygote inherits: no path, no name,
 nothing else can connect to it. A request is one JSON message (the worker's
 argv, environment and folder) with the listening socket attached
@@ -41,12 +42,13 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from ._early import ZYGOTE_ENV, ZYGOTE_MAIN, taken_spawn, zygote_enabled
+
 __all__ = ["ZYGOTE_ENV", "ForkedProcess", "WorkerProcess", "Zygote", "ZygoteKeeper", "start_early", "take_early",
            "zygote_enabled"]
 
 log = logging.getLogger("wasmlet.server")
 
-ZYGOTE_ENV = "WASMLET_ZYGOTE"  # "0": no zygote, every worker is spawned with Popen
 # A request or reply larger than this is refused (the environment is in it: a larger one gets Popen, logged).
 MAX_MESSAGE = 1 << 16
 
@@ -113,16 +115,6 @@ class ForkedProcess:
         self.send_signal(9)  # SIGKILL
 
 
-# ``python -m wasmlet.server._zygote``, with the collector off first: ``-m`` would import the package
-# ``wasmlet.server``, nearly all the zygote imports, before the module could turn it off, and collections
-# over the ~200,000 objects those imports make cost ~20-40 ms of the host's start (issue 13).
-_ZYGOTE_MAIN = "import gc, sys; gc.disable(); from wasmlet.server._zygote import main; sys.exit(main())"
-
-
-def zygote_enabled() -> bool:
-    return os.environ.get(ZYGOTE_ENV, "1") != "0" and hasattr(os, "fork") and sys.platform.startswith("linux")
-
-
 def become_subreaper() -> int:
     """Make orphaned descendants (the workers the zygote forks) children of this process: 0, or the errno."""
     import ctypes
@@ -134,7 +126,7 @@ def become_subreaper() -> int:
 class Zygote:
     """One zygote process and its control channel (requests are serialised by a lock)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], channel: socket.socket) -> None:
+    def __init__(self, process: WorkerProcess, channel: socket.socket) -> None:
         self.process = process
         self.channel = channel
         self._ready = False
@@ -157,7 +149,7 @@ class Zygote:
             return None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            command = [sys.executable, "-c", _ZYGOTE_MAIN, "--control", str(theirs.fileno()), "--parent",
+            command = [sys.executable, "-c", ZYGOTE_MAIN, "--control", str(theirs.fileno()), "--parent",
                        str(os.getpid())]
             process = subprocess.Popen(command, pass_fds=(theirs.fileno(),), env=env)
         except OSError as exc:
@@ -310,7 +302,18 @@ def start_early() -> None:
 
 
 def take_early() -> Zygote | None:
-    """The zygote ``start_early`` started, if any (once)."""
+    """The zygote ``start_early`` or the console script (``_early.spawn_zygote``) started, if any (once)."""
     global _early
     zygote, _early = _early, None
-    return zygote
+    spawned = taken_spawn()
+    if spawned is None:
+        return zygote
+    adopted = Zygote(ForkedProcess(spawned.pid, spawned.args), socket.socket(fileno=spawned.fd))
+    error = become_subreaper()  # before it forks a worker: the workers must become this process's children
+    if zygote is not None or error:
+        if error:
+            log.warning("zygote: cannot become a child subreaper (prctl: %s); workers are spawned with Popen",
+                        os.strerror(error))
+        adopted.close()
+        return zygote
+    return adopted
