@@ -289,3 +289,41 @@ def test_requests_are_checked_before_anything_is_forked() -> None:
         parse_request(json.dumps({**good, "argv": ["--fd", "70000"]}).encode(), [9], 0, {})
     with pytest.raises(ValueError, match="env"):
         parse_request(json.dumps({**good, "env": {"A=B": "c"}}).encode(), [9], 0, {})
+
+
+# The zygote's loop in a child interpreter (one thread, as in a zygote), its channel a socketpair
+# whose other end is held here: idle, it imports the component stacks a WAGI-only host never needs
+# on its way to its first response, and not before.
+_IDLE = """
+import json, os, socket, sys, time
+from wasmlet.server import _zygote
+names = _zygote.PRELOAD_IDLE
+before = [n for n in names if n in sys.modules]
+real, calls = _zygote._preload_idle, []
+def spy(wanted):
+    calls.append(time.monotonic() - start)
+    real(wanted)
+_zygote._preload_idle = spy
+channel = socket.socket(fileno=int(sys.argv[1]))
+start = time.monotonic()
+code = _zygote.serve(channel, os.getppid())
+print(json.dumps({"before": before, "after": [n for n in names if n in sys.modules], "calls": calls,
+                  "idle": _zygote.IDLE, "returned": code}))
+"""
+
+
+def test_an_idle_zygote_imports_the_component_stacks_after_start_up() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with ours:
+        child = subprocess.Popen([sys.executable, "-c", _IDLE, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        theirs.close()
+        time.sleep(1.5)
+        socket.send_fds(ours, [b""], [])  # end of file: the loop returns
+        out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err[-3000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["before"] == []  # not with the worker's modules
+    assert len(result["calls"]) == 1 and result["calls"][0] >= result["idle"]  # once, after the channel idled
+    assert len(result["after"]) == 3
+    assert result["returned"] == 0

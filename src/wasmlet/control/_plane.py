@@ -24,7 +24,6 @@ from pathlib import Path
 
 from .._errors import ControlPlaneBusy, UnknownApp
 from ..engine import BlobStore
-from ..guest import remove_app_store
 from ..plan import (
     ComponentSpec,
     EngineSettings,
@@ -264,6 +263,8 @@ class ControlPlane:
         or a canary never comes here: the same app keeps its data."""
         if any(a.app.partition("/")[0] == spin_app for a in self.state.apps()):
             return
+        from ..guest import remove_app_store  # Spin's store: loaded with the first delete, not at start
+
         kv = self.state.directory / "kv"
         try:
             removed = remove_app_store(kv, spin_app)

@@ -14,19 +14,29 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ModuleError, SignatureError, StateError
 from ..engine import BlobStore, ModuleCache, build_engine, default_cache_dir, is_component
-from ..guest import Linkers, build_handler, spin_extension
+from ..guest import Linkers, build_handler
 from ..plan import ComponentSpec, EngineSettings, Plan, PlannedComponent, assign_routes, parse_manifest
 from ..registry import fetch_module
 from ..signing import TrustStore, module_subject, verify_module
 from ..telemetry import observe_cache
 
+if TYPE_CHECKING:
+    from ..guest import Extension
+
 __all__ = ["plan_for_module", "prepare"]
 
 log = logging.getLogger("wasmlet.deploy")
+
+
+def _check_only_extensions() -> list[Extension]:
+    """Spin's interfaces to link a ``wasi:http`` component against at deploy: no store behind them."""
+    from ..guest import spin_extension
+
+    return [spin_extension(None)]
 
 
 def prepare(
@@ -43,7 +53,7 @@ def prepare(
     engine = build_engine(dataclasses.replace(settings, pool_instances=32))
     cache = ModuleCache(engine, settings, cache_dir, observer=observe_cache)
     blobs = BlobStore(cache_dir)
-    linkers = Linkers(engine, extensions=[spin_extension(None)])  # link checks only: no store behind it
+    linkers = Linkers(engine, extensions=_check_only_extensions)
     planned: list[PlannedComponent] = []
     passed: list[bytes] = []
     for spec in specs:

@@ -3,32 +3,31 @@
 A core module is WAGI; a component exporting ``wasi:http/incoming-handler@0.2.x``
 is a ``wasi:http/proxy`` component (``_proxy``); any other component is a
 ``wasi:cli`` command run CGI-style (``_component``).
+
+The component stacks (``_component``, ``_proxy`` and Spin's interfaces, ``_spin``) load
+with the first component, not with this module: a host serving WAGI modules starts
+~15 ms sooner without them (``docs/benchmarks.md`` section 29).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import wasmtime
 import wasmtime.component
 
 from .._errors import ModuleError
 from ..plan import ComponentSpec
-from ._component import ComponentHandler
 from ._imports import check_component_imports, check_imports, preopens
-from ._proxy import (
-    Extension,
-    ProxyHandler,
-    build_proxy_linker,
-    component_interfaces,
-    find_handler_export,
-    missing_imports,
-)
 from ._runner import GuestLimits, GuestResult, WagiHandler, check_module
 from ._sleep import define_deadline_poll
 from ._wagi import CgiRequest
 from ._wasi_http import define_wasi_http
+
+if TYPE_CHECKING:
+    from ._proxy import Extension
 
 __all__ = ["Handler", "Linkers", "build_handler"]
 
@@ -47,15 +46,25 @@ class Linkers:
     from its imports (``_proxy.build_proxy_linker``) with ``extensions``.
     """
 
-    def __init__(self, engine: wasmtime.Engine, extensions: Sequence[Extension] = ()) -> None:
+    def __init__(self, engine: wasmtime.Engine,
+                 extensions: Sequence[Extension] | Callable[[], Sequence[Extension]] = ()) -> None:
         self.engine = engine
         # Host interfaces from elsewhere (Spin's) for wasi:http components: linked per component at deploy.
-        self.extensions = list(extensions)
+        # A function makes them when the first such component is linked (and imports what they need then).
+        self._extensions = extensions
+        self._lock = threading.Lock()  # the function runs once, whichever thread links first
         self.core = wasmtime.Linker(engine)
         self.core.define_wasi()
         define_deadline_poll(self.core, engine)  # sleeping is bounded by the request deadline
         define_wasi_http(self.core)  # outbound HTTP, enforced per component by its allowedOutboundHosts
         self._component: wasmtime.component.Linker | None = None
+
+    @property
+    def extensions(self) -> list[Extension]:
+        with self._lock:
+            if callable(self._extensions):
+                self._extensions = self._extensions()
+            return list(self._extensions)
 
     @property
     def component(self) -> wasmtime.component.Linker:
@@ -82,6 +91,9 @@ def build_handler(
     limits = GuestLimits(spec.memory_limit, spec.timeout, spec.max_response_size)
     capabilities = spec.capabilities
     if isinstance(compiled, wasmtime.component.Component):
+        from ._component import ComponentHandler
+        from ._proxy import find_handler_export
+
         handle = find_handler_export(compiled, linkers.engine)
         if handle is not None:
             return _proxy_handler(spec, compiled, linkers, name, limits, handle)
@@ -100,6 +112,8 @@ def build_handler(
 def _proxy_handler(spec: ComponentSpec, component: wasmtime.component.Component, linkers: Linkers, name: str,
                    limits: GuestLimits, handle: wasmtime.component.ExportIndex) -> Handler:
     """A ``wasi:http/proxy`` component: refused unless every import is provided, denied or served by an extension."""
+    from ._proxy import ProxyHandler, build_proxy_linker, component_interfaces, missing_imports
+
     assert spec.route is not None
     capabilities = spec.capabilities
     if capabilities.files:
@@ -109,10 +123,11 @@ def _proxy_handler(spec: ComponentSpec, component: wasmtime.component.Component,
             "serve the code as a WAGI module or a wasi:cli component"
         )
     imports = component_interfaces(component, linkers.engine)
-    missing = missing_imports(imports, linkers.extensions)
+    extensions = linkers.extensions
+    missing = missing_imports(imports, extensions)
     if missing:
         raise ModuleError(f"{name}: the component imports what wasmlet cannot provide: {', '.join(missing)}")
-    used = [e for e in linkers.extensions if e.interfaces & {n.split("@", 1)[0] for n in imports.interfaces}]
+    used = [e for e in extensions if e.interfaces & {n.split("@", 1)[0] for n in imports.interfaces}]
     linker = build_proxy_linker(linkers.engine, imports, used)
     contexts = [e.context(spec, name) for e in used if e.context is not None]
     return ProxyHandler(name=name, engine=linkers.engine, component=component, limits=limits, route=spec.route,

@@ -19,6 +19,7 @@ import functools
 import logging
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._errors import AppUnavailable
 from ..engine import BlobStore, EpochTicker, ModuleCache, build_engine
@@ -26,17 +27,18 @@ from ..guest import (
     CgiRequest,
     GuestResult,
     Handler,
-    KeyValueHost,
     Linkers,
     build_handler,
     preload_http_client,
     remove_scratch_root,
-    spin_extension,
 )
 from ..plan import ComponentSpec, Plan, PlannedComponent, Slot
 from ..telemetry import observe_cache
 from ._forward import RemoteRoute
 from ._router import Route, Router
+
+if TYPE_CHECKING:
+    from ..guest import Extension
 
 __all__ = ["App", "Host", "LiveSlot"]
 
@@ -95,15 +97,23 @@ def _header(slot: Slot) -> tuple[bytes, bytes] | None:
     return slot.header[0].lower().encode("latin-1"), slot.header[1].encode("latin-1")
 
 
+def _spin_extensions(blob_root: str) -> list[Extension]:
+    """Spin's interfaces for ``wasi:http`` components, made (and imported) for the first such component.
+
+    Spin's key-value: one SQLite file per app under the durable state (none without one).
+    """
+    from ..guest import KeyValueHost, spin_extension
+
+    return [spin_extension(KeyValueHost(Path(blob_root) / "kv") if blob_root else None)]
+
+
 class Host:
     """Everything a worker needs to answer requests for a plan."""
 
     def __init__(self, plan: Plan) -> None:
         self.engine = build_engine(plan.engine)
         self.ticker = EpochTicker(self.engine, plan.engine.epoch_tick)
-        # Spin's key-value: one SQLite file per app under the durable state (none without one).
-        self._kv = KeyValueHost(Path(plan.blob_root) / "kv") if plan.blob_root else None
-        self._linkers = Linkers(self.engine, extensions=[spin_extension(self._kv)])
+        self._linkers = Linkers(self.engine, extensions=functools.partial(_spin_extensions, plan.blob_root))
         self._cache = ModuleCache(self.engine, plan.engine, Path(plan.cache_dir), observer=observe_cache)
         self._blobs = BlobStore(Path(plan.cache_dir))
         self._versions: dict[tuple[int, str], App] = {}

@@ -50,6 +50,10 @@ __all__ = ["main"]
 PRELOAD = ("wasmlet.server._worker", "uvloop", "uvicorn.loops.uvloop", "uvicorn.lifespan.on",
            "uvicorn.protocols.http.httptools_impl", "uvicorn.protocols.websockets.auto",
            "uvicorn.middleware.proxy_headers", "concurrent.futures.thread")
+# What a worker serving components imports (guest._handlers loads these with the first component):
+# not on the way to the host's first response, so imported once the channel has been idle IDLE seconds.
+PRELOAD_IDLE = ("wasmlet.guest._component", "wasmlet.guest._proxy", "wasmlet.guest._spin")
+IDLE = 0.2
 
 _PR_SET_NAME = 15  # linux/prctl.h
 _PR_GET_NAME = 16
@@ -236,11 +240,19 @@ def serve(channel: socket.socket, parent: int) -> int:
     comm = _comm()
     _set_comm(b"wasmlet-zygote")
     own_env = dict(os.environ)
+    later = list(PRELOAD_IDLE)
     while True:
+        channel.settimeout(IDLE if later else None)
         try:
             message, fds, flags, _ = socket.recv_fds(channel, MAX_MESSAGE, 4)
+        except TimeoutError:
+            _preload_idle(later)
+            later = []
+            continue
         except ConnectionError:
             return 0
+        finally:
+            channel.settimeout(None)  # the reply blocks as it did
         if not message and not fds:
             return 0  # EOF: the supervisor closed the channel, or is gone
         try:
@@ -257,6 +269,24 @@ def serve(channel: socket.socket, parent: int) -> int:
                     os.close(fd)
         if not _reply(channel, reply):
             return 0
+
+
+def _preload_idle(names: list[str]) -> None:
+    """Import ``names`` as the start-up imports were: without the collector, then frozen. Best effort:
+    a worker that needs one of them and finds it missing imports it itself."""
+    gc.disable()
+    try:
+        for name in names:
+            importlib.import_module(name)
+    except Exception:  # a broken module: the worker that needs it will say so, with its own traceback
+        traceback.print_exc()
+    finally:
+        gc.freeze()
+        gc.enable()
+    if len(os.listdir("/proc/self/task")) != 1:  # as checked before "ready": forking would be unsafe now
+        print("wasmlet-zygote: a thread started while importing; exiting (workers are spawned instead)",
+              file=sys.stderr, flush=True)
+        os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
