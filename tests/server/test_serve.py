@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -208,6 +209,57 @@ def test_graceful_drain_on_sigterm(serve: Serve, tmp_path: Path) -> None:
     assert server.process.wait(10) == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(server.url + "/?ms=0", timeout=2)
+
+
+def _worker_holding(server: Server, port: int) -> int:
+    """The worker that accepted the connection from local port ``port`` (``ss``: the process on its far end)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ss", "-Htnp", "state", "established", f"( dport = :{port} )"],
+                             capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if "pid=" in line:
+                return int(line.split("pid=")[1].split(",")[0])
+        time.sleep(0.02)
+    raise AssertionError(f"no worker holds the connection from port {port}")
+
+
+def test_a_draining_worker_answers_a_new_connection_s_first_request(serve: Serve) -> None:
+    # A client connects, the worker accepts, then the worker drains (a rolling restart, a recycle)
+    # before the request has arrived. uvicorn would close the connection at once, resetting the
+    # request then in flight; the request is answered instead, and the connection closed after it.
+    server = serve(str(EXAMPLES / "hello" / "app.yaml"))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+        worker = _worker_holding(server, client.getsockname()[1])
+        os.kill(worker, signal.SIGTERM)  # the supervisor replaces it; this one drains
+        time.sleep(0.5)  # uvicorn's shutdown has run (its loop looks every 0.1 s): under FRESH_GRACE
+        client.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        reply = b""
+        while chunk := client.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), reply
+    assert b"connection: close" in head.lower() and body == b"Hello, world!\n"
+
+
+def test_a_draining_worker_closes_a_silent_new_connection_after_a_grace(serve: Serve) -> None:
+    from wasmlet.server._protocol import FRESH_GRACE
+
+    server = serve(str(EXAMPLES / "hello" / "app.yaml"))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+        worker = _worker_holding(server, client.getsockname()[1])
+        os.kill(worker, signal.SIGTERM)
+        started = time.monotonic()
+        assert client.recv(1) == b""  # closed, not held for the worker's whole drain timeout
+        assert FRESH_GRACE * 0.8 <= time.monotonic() - started < FRESH_GRACE + 5
+    wait_until_gone(worker)
+
+
+def wait_until_gone(pid: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}") and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower():
+        assert time.monotonic() < deadline, f"worker {pid} still running"
+        time.sleep(0.05)
 
 
 def test_second_signal_forces_exit(serve: Serve, tmp_path: Path) -> None:

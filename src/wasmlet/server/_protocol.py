@@ -17,6 +17,12 @@ process, this protocol adds:
   from one address (one IPv6 /64), a new one gets 503 and is closed at once.
   Trusted proxies (``--forwarded-allow-ips``) are exempt: every client behind
   them shares their address;
+- a drain that does not reset a new connection: uvicorn's graceful shutdown closes at
+  once every connection with no request under way, and one just accepted has had no
+  chance to send its first request yet; if that request is in flight, the close resets
+  it (RST: unread data), a failed request in every rolling restart that lands on that
+  instant. Such a connection is given ``FRESH_GRACE`` for its request, which is
+  answered with ``Connection: close``;
 - lingering close: when a response goes out before its request body was read
   (404, 413, a refusal), uvicorn discards the rest of the body for as long as
   the client sends it, each byte postponing the keep-alive timeout. The
@@ -43,9 +49,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ._ratelimit import client_key
 
-__all__ = ["LINGER", "MAX_HEAD_BYTES", "TrustedProxies", "guarded_protocol"]
+__all__ = ["FRESH_GRACE", "LINGER", "MAX_HEAD_BYTES", "TrustedProxies", "guarded_protocol"]
 
 LINGER = 5.0  # seconds a connection stays open to discard an unread request body
+FRESH_GRACE = 1.0  # seconds a draining worker waits for the first request of a connection it has just accepted
 MAX_HEAD_BYTES = 512 * 1024  # an unfinished request line and headers (the app answers 431 above 32 KiB)
 
 
@@ -152,6 +159,8 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._began = False  # a request has begun on this connection
         self._head_bytes = 0
         self._lingering = False
+        self._draining = False  # shut down before its first request: that request is the last
+        self._grace: asyncio.TimerHandle | None = None
 
     # Connection -------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -170,10 +179,10 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._arm_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._deadline, self._linger):
+        for timer in (self._deadline, self._linger, self._grace):
             if timer is not None:
                 timer.cancel()
-        self._deadline = self._linger = None
+        self._deadline = self._linger = self._grace = None
         if self._client_key is not None:
             self.open_connections[self._client_key] -= 1
             if self.open_connections[self._client_key] <= 0:
@@ -207,6 +216,8 @@ class _GuardedProtocol(HttpToolsProtocol):
         # under way then, if any (_header_deadline).
         self._in_head = False
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered with Connection: close, then closed (uvicorn)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -221,6 +232,26 @@ class _GuardedProtocol(HttpToolsProtocol):
         if cycle is not None and cycle.more_body and not self.transport.is_closing():
             self._lingering = True
             self._linger = self.loop.call_later(LINGER, self.transport.close)
+
+    def shutdown(self) -> None:
+        """The worker drains (uvicorn calls this on each connection once it stops accepting).
+
+        A connection with no request begun yet is not closed at once, as uvicorn would: its
+        client may have sent its first request already (see the module's docstring). It gets
+        ``FRESH_GRACE`` to start it. A kept-alive connection between requests is closed at once,
+        as RFC 9112 section 9.6 lets a server do (its client retries on a new connection).
+        """
+        if self._began or self.transport.is_closing():
+            super().shutdown()
+            return
+        self._draining = True
+        if self._grace is None:
+            self._grace = self.loop.call_later(FRESH_GRACE, self._grace_over)
+
+    def _grace_over(self) -> None:
+        self._grace = None
+        if not self._began and not self.transport.is_closing():
+            self.transport.close()
 
     # Deadlines ----------------------------------------------------------
     def _arm_deadline(self) -> None:
