@@ -17,9 +17,13 @@ Five figures, each over ``--reps`` fresh processes (median, min-max, ms):
    script (``wasmlet._launch``): the zygote starts once the CLI has loaded, not before (the head
    start's worth; interleaved with the first series of 4).
 
+6. with ``--base REV``: ``wasmlet serve --workers 1`` (the console script, admin API off and on)
+   from a git worktree of REV and from this tree, alternated round by round (the sources of each
+   compiled to bytecode first, as ``make venv`` does): what the changes since REV did to the start.
+
 The hello example's compiled artifact is in the cache before any run (warm cache).
 
-    .venv/bin/python bench/worker_start.py [--reps 10] [--server uvicorn]
+    .venv/bin/python bench/worker_start.py [--reps 10] [--server uvicorn] [--base REV]
 
 To compare with another tree, run it with ``PYTHONPATH=OTHER/src`` (the workers inherit it).
 """
@@ -48,6 +52,7 @@ from _common import (
     wasmlet_env,
     write_manifest,
 )
+from compare_revisions import checkout
 from wasmlet._prefork import WorkerProcess, Zygote
 
 PYTHON = sys.executable
@@ -142,10 +147,28 @@ def serve(manifest: Path, env: dict[str, str], server: str, admin: bool, zygote:
             proc.wait()
 
 
+def against(base: str, manifest: Path, env: dict[str, str], server: str,
+            reps: int) -> dict[tuple[str, bool], list[float]]:
+    """``serve`` from a worktree at ``base`` and from this tree, alternated; keyed (tree, admin API on)."""
+    figures: dict[tuple[str, bool], list[float]] = {}
+    with checkout(base) as other:
+        trees = {f"at {base}": other / "src", "this tree": Path(__file__).resolve().parents[1] / "src"}
+        for src in trees.values():  # as `make venv` does: no source compiled again in every process
+            subprocess.run([PYTHON, "-m", "compileall", "-q", str(src)], check=True, env=env)
+        for _ in range(reps):
+            for admin in (False, True):
+                for name, src in trees.items():
+                    served = serve(manifest, {**env, "PYTHONPATH": str(src)}, server, admin=admin)
+                    figures.setdefault((name, admin), []).append(served)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--server", default="uvicorn")
+    parser.add_argument("--base", default=None, metavar="REV",
+                        help="also measure serve's start at REV (a git worktree), alternated with this tree's")
     args = parser.parse_args()
     print(machine())
     print("PYTHONPATH:", os.environ.get("PYTHONPATH", "(unset)"))
@@ -174,6 +197,7 @@ def main() -> None:
             served_popen.append(serve(manifest, env, args.server, admin=False, zygote=False))
             with_admin.append(serve(manifest, env, args.server, admin=True))
             with_admin_popen.append(serve(manifest, env, args.server, admin=True, zygote=False))
+        versus = against(args.base, manifest, env, args.server, args.reps) if args.base else {}
     print("load average at end (1, 5, 15 min):", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"\nms, median (min-max) of {args.reps} fresh processes, warm cache, hello\n")
     print("| measurement | ms |")
@@ -188,6 +212,10 @@ def main() -> None:
         print(f"| wasmlet serve --workers 1, {label} ({args.server}), zygote: spawn -> first 200 | {ms(figures)} |")
         print(f"| wasmlet serve --workers 1, {label} ({args.server}), WASMLET_ZYGOTE=0: spawn -> first 200 "
               f"| {ms(popen)} |")
+    for (tree, admin), figures in versus.items():
+        label = "admin API on" if admin else "--admin-listen none"
+        print(f"| wasmlet serve --workers 1, {label} ({args.server}), {tree}, alternated: spawn -> first 200 "
+              f"| {ms(figures)} |")
 
 
 if __name__ == "__main__":
