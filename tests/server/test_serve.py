@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import signal
 import socket
@@ -212,14 +213,18 @@ def test_graceful_drain_on_sigterm(serve: Serve, tmp_path: Path) -> None:
 
 
 def _worker_holding(server: Server, port: int) -> int:
-    """The worker that accepted the connection from local port ``port`` (``ss``: the process on its far end)."""
+    """The worker that accepted the connection from local port ``port``: the server's end of it (in
+    /proc/net/tcp, proc(5)) is a socket among that worker's descriptors."""
+    children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        out = subprocess.run(["ss", "-Htnp", "state", "established", f"( dport = :{port} )"],
-                             capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if "pid=" in line:
-                return int(line.split("pid=")[1].split(",")[0])
+        with open("/proc/net/tcp", encoding="ascii") as table:
+            inodes = {f"socket:[{f[9]}]" for f in (line.split() for line in table.readlines()[1:])
+                      if int(f[1].split(":")[1], 16) == server.port and int(f[2].split(":")[1], 16) == port}
+        for pid in children:
+            with contextlib.suppress(OSError):
+                if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
+                    return int(pid)
         time.sleep(0.02)
     raise AssertionError(f"no worker holds the connection from port {port}")
 
