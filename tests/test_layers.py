@@ -5,7 +5,8 @@ control side (control, and the registry and signing it uses) decides what to
 serve; the worker side (engine, guest, server, telemetry) serves it; both read
 ``wasmlet.plan``. The layers, lowest first::
 
-   -1  _early                                  the worker zygote's head start, with os alone
+   -1  _early, _lazy                           the worker zygote's head start, with os alone;
+                                               packages' names loaded on first use (PEP 562)
     0  _errors, _files, _logging, _multiproc,  shared basics (_prefork: the supervisor's side
        _prefork                                of the worker zygote, stdlib only)
     1  plan                                    what both sides share (pure)
@@ -35,7 +36,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "wasmlet"
 
 LAYER = {
-    "_errors": 0, "_files": 0, "_logging": 0, "_multiproc": 0, "_prefork": 0, "_early": -1,
+    "_errors": 0, "_files": 0, "_logging": 0, "_multiproc": 0, "_prefork": 0, "_early": -1, "_lazy": -1,
     "plan": 1,
     "telemetry": 2, "signing": 2,
     "engine": 3,
@@ -145,7 +146,7 @@ def test_no_import_reaches_into_another_packages_private_module() -> None:
     assert _violations(check) == []
 
 
-def test_plan_imports_only_pydantic_yaml_the_standard_library_and_errors() -> None:
+def test_plan_imports_only_pydantic_yaml_the_standard_library_errors_and_lazy_names() -> None:
     stdlib = sys.stdlib_module_names
 
     def check(unit: str, target: list[str]) -> str:
@@ -154,7 +155,7 @@ def test_plan_imports_only_pydantic_yaml_the_standard_library_and_errors() -> No
         if target[0] == "<ext>":
             name = target[1]
             return "" if name in stdlib or name in PLAN_MAY_IMPORT else f"plan imports {name}"
-        return "" if target[0] in ("plan", "_errors") else f"plan imports wasmlet.{'.'.join(target)}"
+        return "" if target[0] in ("plan", "_errors", "_lazy") else f"plan imports wasmlet.{'.'.join(target)}"
 
     assert _violations(check) == []
 

@@ -1,6 +1,6 @@
 """The plan: what the control side and the workers share, and nothing else.
 
-A pure leaf: it imports only pydantic, PyYAML and ``wasmlet._errors``, and
+A pure leaf: it imports only pydantic, PyYAML, ``wasmlet._errors`` and ``wasmlet._lazy``, and
 importing it loads no engine, HTTP client or cryptography
 (``tests/test_layers.py`` checks it). It holds
 
@@ -24,8 +24,9 @@ Names load on first use (PEP 562), as in ``wasmlet.control``: a worker needs the
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 
 if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
     from ._binary import WASM_MAGIC, wasm_kind
@@ -239,14 +240,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value  # once loaded, a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _WHERE, __all__)
