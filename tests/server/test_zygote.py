@@ -282,13 +282,83 @@ def test_requests_are_checked_before_anything_is_forked() -> None:
     from wasmlet.server._zygote import parse_request
 
     good = {"argv": ["--fd", "7", "--plan", "p"], "env": {"A": "b"}, "cwd": "/"}
-    assert parse_request(json.dumps(good).encode(), [9], 0, {})["target"] == 7
+    # The worker is told the number the socket has in the zygote (9), not the sender's (7).
+    assert parse_request(json.dumps(good).encode(), [9], 0, {})["argv"] == ["--fd", "9", "--plan", "p"]
+    assert good["argv"] == ["--fd", "7", "--plan", "p"]  # the request itself is left as it was
     with pytest.raises(ValueError, match="truncated"):
         parse_request(json.dumps(good).encode(), [9], socket.MSG_TRUNC, {})
     with pytest.raises(ValueError, match="--fd 70000"):
         parse_request(json.dumps({**good, "argv": ["--fd", "70000"]}).encode(), [9], 0, {})
     with pytest.raises(ValueError, match="env"):
         parse_request(json.dumps({**good, "env": {"A=B": "c"}}).encode(), [9], 0, {})
+
+
+# The sender's number for the listening socket is one the zygote already uses for a file of its own
+# (prometheus_client's metrics files, opened when it imported the worker's modules). Once, the worker
+# was given the socket at the sender's number with dup2, which closed that file under it: its metrics
+# then wrote to the socket ("Illegal seek") and its acceptor found a file where it expected a socket.
+# A supervisor holding fewer descriptors than usual was enough (issue 13's start-up work).
+_COLLIDING = """
+import json, os, socket, sys, time, http.client
+from wasmlet._prefork import Zygote
+z = Zygote.start()
+assert z is not None and z.ready(60), "zygote not ready"
+def target(fd):
+    try:
+        return os.readlink(f"/proc/{z.pid}/fd/{fd}")
+    except OSError:
+        return ""
+def free_here(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
+metrics = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+files = [int(fd) for fd in os.listdir(f"/proc/{z.pid}/fd") if target(fd).startswith(metrics)]
+taken = next(fd for fd in sorted(files) if free_here(fd))
+listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen(16)
+os.dup2(listener.fileno(), taken)
+argv = ["--fd", str(taken), "--plan", sys.argv[1], "--log-level", "warning"]
+worker = z.fork(argv, taken)
+statuses = []
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline and statuses[-1:] != [200]:
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", listener.getsockname()[1], timeout=30)
+        c.request("GET", "/"); statuses.append(c.getresponse().status)
+    except OSError:
+        time.sleep(0.05)
+for _ in range(5):
+    c = http.client.HTTPConnection("127.0.0.1", listener.getsockname()[1], timeout=30)
+    c.request("GET", "/"); statuses.append(c.getresponse().status)
+in_worker, in_zygote = os.readlink(f"/proc/{worker.pid}/fd/{taken}"), target(taken)
+worker.terminate(); code = worker.wait(30)
+socket.send_fds(z.channel, [b""], [])
+z.process.wait(10)
+print(json.dumps({"files": len(files), "in_zygote": in_zygote, "in_worker": in_worker,
+                  "statuses": statuses, "worker_exit": code}))
+"""
+
+
+def test_a_socket_sent_under_a_number_the_zygote_uses_does_not_displace_its_file(tmp_path: Path) -> None:
+    from tests.conftest import deploy_plan
+
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(deploy_plan([Path(HELLO)], cache_dir=tmp_path / "cache").to_json())
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    out = subprocess.run([sys.executable, "-c", _COLLIDING, str(plan_file)], capture_output=True, text=True,
+                         timeout=120, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["files"] >= 1  # the zygote holds metrics files: the collision was made
+    # In the worker, that number still holds a metrics file (prometheus_client reopens its own after the
+    # fork, at the lowest free number): not the listening socket, which that reopening would have closed.
+    assert result["in_zygote"].endswith(".db") and result["in_worker"].endswith(".db"), result
+    assert result["statuses"][-6:] == [200] * 6, result["statuses"]
+    assert result["worker_exit"] == -signal.SIGTERM
 
 
 # The zygote's loop in a child interpreter (one thread, as in a zygote), its channel a socketpair

@@ -129,14 +129,19 @@ def parse_request(message: bytes, fds: list[int], flags: int, own_env: dict[str,
         raise ValueError("cwd: expected an absolute path")
     if "--fd" not in argv or argv.index("--fd") + 1 >= len(argv) or not argv[argv.index("--fd") + 1].isdigit():
         raise ValueError("argv: expected --fd N")
-    target = int(argv[argv.index("--fd") + 1])
-    if not 3 <= target < 65536:
-        raise ValueError(f"argv: --fd {target} is not a descriptor a worker can use (3 to 65535)")
+    named = int(argv[argv.index("--fd") + 1])
+    if not 3 <= named < 65536:
+        raise ValueError(f"argv: --fd {named} is not a descriptor a worker can use (3 to 65535)")
     # prometheus_client chose its storage when the zygote imported it: a worker wanting another would count wrong.
     for name in ("PROMETHEUS_MULTIPROC_DIR",):
         if env.get(name) != own_env.get(name):
             raise ValueError(f"env: {name} differs from the zygote's ({own_env.get(name)!r}); start a new zygote")
-    return {"argv": argv, "env": env, "cwd": cwd, "target": target}
+    # The worker is told the socket's number here, not the sender's: that number may be one of this
+    # process's own descriptors (a metrics file of prometheus_client's, say), which a dup2 onto it would
+    # close under the worker's feet. The descriptor received is free here by construction (recvmsg(2)).
+    argv = [*argv]
+    argv[argv.index("--fd") + 1] = str(fds[0])
+    return {"argv": argv, "env": env, "cwd": cwd}
 
 
 def _check_listening(fd: int) -> None:
@@ -165,7 +170,7 @@ def _fork_worker(request: dict[str, Any], fd: int, channel: socket.socket, comm:
             pid = os.fork()
             if pid == 0:
                 os.close(write_end)
-                _become_worker(request, fd, channel, parent)  # does not return
+                _become_worker(request, channel, parent)  # does not return
             os.write(write_end, str(pid).encode())
             code = 0
         finally:
@@ -189,7 +194,7 @@ def _fork_worker(request: dict[str, Any], fd: int, channel: socket.socket, comm:
     return pid
 
 
-def _become_worker(request: dict[str, Any], fd: int, channel: socket.socket, parent: int) -> None:
+def _become_worker(request: dict[str, Any], channel: socket.socket, parent: int) -> None:
     code: int = 1
     try:
         channel.close()
@@ -201,10 +206,6 @@ def _become_worker(request: dict[str, Any], fd: int, channel: socket.socket, par
                 os._exit(70)
             time.sleep(0.0002)
         _die_with(parent, signal.SIGTERM)  # as ``_worker.main`` does, but before it: no gap after the re-parenting
-        target = request["target"]
-        if fd != target:
-            os.dup2(fd, target, inheritable=True)
-            os.close(fd)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
