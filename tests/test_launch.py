@@ -77,3 +77,28 @@ def test_a_serve_command_line_that_fails_leaves_no_zygote_and_no_metrics_folder(
         assert time.monotonic() < deadline, f"zygote {zygote} still running after the command failed"
         time.sleep(0.05)
     assert sorted(p.name for p in tmp_path.glob("wasmlet-metrics-*")) == []
+
+
+_PLUGINS = """
+import os, sys
+sys.argv = ["wasmlet", "--version"]
+from wasmlet._launch import main
+try:
+    main()
+except SystemExit:
+    pass
+print(os.environ.get("PYDANTIC_DISABLE_PLUGINS"))
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "__all__"), ("logfire", "logfire")])
+def test_the_console_script_turns_pydantic_plugins_off_unless_told_otherwise(given: str | None,
+                                                                             expected: str) -> None:
+    # Their discovery reads every installed distribution's entry points (~4 ms in each of the supervisor
+    # and the zygote, which inherits the setting); a user's explicit choice is kept.
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    if given is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = given
+    out = subprocess.run([sys.executable, "-c", _PLUGINS], capture_output=True, text=True, timeout=60, env=env,
+                         check=True)
+    assert out.stdout.splitlines()[-1] == expected

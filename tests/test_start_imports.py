@@ -15,12 +15,14 @@ import pytest
 
 # Loaded on first use only: the HTTP client (and rich/pygments behind httpx), the OCI client, the
 # Kubernetes renderer and placement, the admin API, cryptography, the manifest's schema (a worker
-# reads specs, not manifests), the supervisor, and the component stacks (with the first component).
-NOT_AT_START = ("httpx", "httpcore", "rich", "pygments", "fastapi", "opentelemetry.sdk", "wasmlet.registry._oci",
+# reads specs, not manifests), the supervisor, the component stacks and wasmtime's component API
+# (with the first component), and OpenTelemetry (when tracing is on, or a request first brings a
+# trace context).
+NOT_AT_START = ("httpx", "httpcore", "rich", "pygments", "fastapi", "opentelemetry", "wasmlet.registry._oci",
                 "wasmlet.registry._client", "wasmlet.plan._k8s_render", "wasmlet.plan._netpolicy",
                 "wasmlet.plan._kube", "wasmlet.plan._placement", "wasmlet.plan._loader", "cryptography",
                 "wasmlet.plan._manifest", "wasmlet.plan._traits", "wasmlet.server._supervisor",
-                "wasmlet.guest._component", "wasmlet.guest._proxy", "wasmlet.guest._spin")
+                "wasmlet.guest._component", "wasmlet.guest._proxy", "wasmlet.guest._spin", "wasmtime.component")
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -44,12 +46,15 @@ def test_serve_deploying_from_files_does_not_load_the_oci_client() -> None:
 def test_serve_loads_neither_cryptography_nor_the_worker_side_before_it_deploys() -> None:
     """The supervisor's imports are on the way to the first response, beside the zygote's: cryptography
     loads when a signature is first checked, the ASGI app, OpenTelemetry and asyncio (the connection
-    board's acceptor) only in workers, and in the supervisor once it serves (its admin API)."""
+    board's acceptor) only in workers, and in the supervisor once it serves (its admin API); so does
+    prometheus_client (with ssl), once the first workers are asked for (the deploy's cache lookups are
+    held until then), and the app log's handler."""
     loaded = _loaded_after("import wasmlet._launch, wasmlet.cli, wasmlet._serve, wasmlet.server._supervisor, "
                            "wasmlet.control._prepare, wasmlet.control._plane")
     assert sorted(m for m in ("cryptography", "bcrypt", "opentelemetry", "asyncio", "wasmlet.server._asgi",
                               "wasmlet.server._balance", "wasmlet.telemetry._request", "wasmlet.guest._proxy",
-                              "wasmlet.guest._spin", "wasmlet.guest._component") if m in loaded) == []
+                              "wasmlet.guest._spin", "wasmlet.guest._component", "wasmtime.component",
+                              "prometheus_client", "ssl", "logging.handlers") if m in loaded) == []
     assert {"wasmlet.control._prepare", "wasmlet.server._board"} <= loaded  # what the check would miss if empty
 
 

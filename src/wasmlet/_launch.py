@@ -70,8 +70,16 @@ def prepare_serving(zygote: bool = True) -> None:
         start_early()
 
 
+# Pydantic looks for plugins (the "pydantic" entry point group) when it builds its first model: it
+# reads every installed distribution's entry_points.txt, ~4 ms in each of the supervisor and the
+# zygote. wasmlet's models are its own plan, manifest and API; no plugin has a use for them. An
+# explicit setting (a plugin the user wants) wins.
+_NO_PYDANTIC_PLUGINS = ("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+
 def main() -> None:
     global _head_start
+    os.environ.setdefault(*_NO_PYDANTIC_PLUGINS)  # before the zygote's spawn, which inherits it
     # The head start comes first, before any import beyond the interpreter's own modules (``wasmlet``
     # itself imports nothing at start): ~1 ms after the interpreter, where ``prepare_serving``, with
     # tempfile, subprocess and logging to import first, started the zygote ~25 ms later.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.handlers
 import sys
 import time
 
@@ -58,7 +57,9 @@ def configure_logging(level: str = "info", json_format: bool | None = None, app_
     root = logging.getLogger()
     root.handlers[:] = [handler]
     if app_log:
-        per_app = logging.handlers.RotatingFileHandler(app_log, maxBytes=4 << 20, backupCount=1, encoding="utf-8")
+        from logging.handlers import RotatingFileHandler  # here: the supervisor keeps no app log (~4 ms)
+
+        per_app = RotatingFileHandler(app_log, maxBytes=4 << 20, backupCount=1, encoding="utf-8")
         per_app.setFormatter(JsonFormatter())
         per_app.addFilter(lambda record: bool(getattr(record, "app", None)))
         root.addHandler(per_app)

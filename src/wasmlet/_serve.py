@@ -28,6 +28,7 @@ from ._multiproc import MULTIPROC_ENV
 from .control import ControlPlane
 from .plan import Plan
 from .server import ASGI_APP_FACTORY, METRICS_ENV, PLAN_ENV, THREADS_ENV, ServeSettings
+from .telemetry import release_cache_observations
 
 if TYPE_CHECKING:
     from .control import AdminServer
@@ -99,11 +100,13 @@ def serve(control: ControlPlane, settings: ServeSettings, log_level: str = "info
         raise RuntimeError("call wasmlet._multiproc.prepare_metrics_dir() before importing the server")
     try:
         if settings.server == "granian":
+            release_cache_observations()
             if lattice is not None:
                 raise ConfigError("--lattice needs --server uvicorn (granian's workers get no lattice plans)")
             return _serve_granian(control.plan(), settings, log_level)
         return _serve_uvicorn(control, settings, log_level, metrics_dir, state_dir, watch or [], lattice)
     finally:
+        release_cache_observations()  # no-op once released: here for a start that failed first
         if lattice is not None:
             lattice.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -122,6 +125,7 @@ def _serve_uvicorn(control: ControlPlane, settings: ServeSettings, log_level: st
         supervisor.startup()
     except OSError as exc:  # taken since check_listeners: still one line, not a traceback
         raise listen_error(settings.host, settings.port, "--listen", exc) from exc
+    release_cache_observations()  # the start-up deploy's, held until the workers were asked for (prometheus)
     # The admin API (FastAPI and httpx, about 0.4 s of imports) is built while the workers start
     # on the other cores, not before them; check_listeners found its address free before the deploy.
     admin = None

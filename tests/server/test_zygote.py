@@ -382,7 +382,7 @@ print(json.dumps({"before": before, "after": [n for n in names if n in sys.modul
 """
 
 
-def test_an_idle_zygote_imports_the_component_stacks_after_start_up() -> None:
+def test_an_idle_zygote_imports_the_component_stacks_and_tracing_after_start_up() -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with ours:
         child = subprocess.Popen([sys.executable, "-c", _IDLE, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
@@ -395,5 +395,5 @@ def test_an_idle_zygote_imports_the_component_stacks_after_start_up() -> None:
     result = json.loads(out.strip().splitlines()[-1])
     assert result["before"] == []  # not with the worker's modules
     assert len(result["calls"]) == 1 and result["calls"][0] >= result["idle"]  # once, after the channel idled
-    assert len(result["after"]) == 3
+    assert len(result["after"]) == 5  # the component stacks and OpenTelemetry's API
     assert result["returned"] == 0

@@ -117,3 +117,38 @@ def test_otlp_export_from_a_real_server(serve: Callable[..., Server]) -> None:
         assert {"GET /", "instantiate", "execute"} <= names
     finally:
         collector.shutdown()
+
+
+# In a fresh interpreter: whether OpenTelemetry is loaded is the point.
+_UNTRACED = """
+import json, sys
+from wasmlet.telemetry import RequestTelemetry
+telemetry = RequestTelemetry(metrics=False)
+scope = {"method": "GET", "path": "/"}
+plain = telemetry.start_request(scope, [(b"host", b"x")], "a/b", "/")
+loaded_plain = "opentelemetry" in sys.modules
+telemetry.finish_request(plain, "a/b", "/", 200, "", 0.001, None)
+header = f"00-{sys.argv[1]}-{sys.argv[2]}-01".encode()
+carried = telemetry.start_request(scope, [(b"traceparent", header)], "a/b", "/")
+print(json.dumps({"plain": plain is None, "loaded_plain": loaded_plain, "tracing": telemetry.tracing,
+                  "loaded_after": "opentelemetry.trace" in sys.modules,
+                  "trace_id": telemetry.trace_id(carried), "traceparent": telemetry.traceparent(carried),
+                  "none_ids": [telemetry.trace_id(None), telemetry.traceparent(None)]}))
+telemetry.finish_request(carried, "a/b", "/", 200, "", 0.001, None)
+"""
+
+
+def test_without_tracing_no_opentelemetry_loads_until_a_request_brings_a_trace_context() -> None:
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and k != "WASMLET_OTLP"}
+    out = subprocess.run([sys.executable, "-c", _UNTRACED, CLIENT_TRACE, CLIENT_SPAN], capture_output=True,
+                         text=True, timeout=60, env=env, check=True)
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["plain"] and not result["loaded_plain"] and not result["tracing"]  # no span, nothing loaded
+    assert result["loaded_after"]  # the first trace context loads the API, and is passed on:
+    assert result["trace_id"] == CLIENT_TRACE
+    assert result["traceparent"].startswith(f"00-{CLIENT_TRACE}-")
+    assert result["none_ids"] == ["", ""]

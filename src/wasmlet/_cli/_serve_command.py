@@ -111,6 +111,11 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
     # is on again whatever happens (a command run in-process, say by a test, that fails first).
     gc.disable()
     ctx.call_on_close(gc.enable)
+    # Likewise the start-up deploy's cache metrics: written once the first workers are asked for (_serve).
+    from ..telemetry import hold_cache_observations, release_cache_observations
+
+    hold_cache_observations()
+    ctx.call_on_close(release_cache_observations)
     sweep_stale_dirs()  # what a host killed with SIGKILL left in the temp and shared-memory folders
     if not took_head_start():  # else the console script did it before loading the CLI (wasmlet._launch)
         # Before prometheus_client is imported by what follows; the worker zygote imports while this

@@ -36,17 +36,20 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import wasmtime
-import wasmtime.component
 
 from .._errors import CacheError, ModuleError
 from .._files import atomic_write
 from ..plan import EngineSettings, wasm_kind
 
-__all__ = ["ModuleCache", "default_cache_dir", "is_component", "sha256_hex"]
+if TYPE_CHECKING:  # wasmtime.component (~7 ms of imports) loads with the first component
+    import wasmtime.component
 
-Compiled = wasmtime.Module | wasmtime.component.Component
+    Compiled = wasmtime.Module | wasmtime.component.Component
+
+__all__ = ["ModuleCache", "default_cache_dir", "is_component", "sha256_hex"]
 
 KEY_FILE = "artifact.key"
 _KEY_BYTES = 32
@@ -210,7 +213,7 @@ class ModuleCache:
         self.misses += 1
         started = time.perf_counter()
         try:
-            kind = wasmtime.component.Component if is_component(wasm) else wasmtime.Module
+            kind = _component_class() if is_component(wasm) else wasmtime.Module
             module: Compiled = kind(self.engine, wasm)
         except wasmtime.WasmtimeError as exc:
             raise ModuleError(f"{name}: not a valid WebAssembly module: {_first_line(exc)}") from exc
@@ -230,7 +233,7 @@ class ModuleCache:
         given, else ``CacheError`` is raised.
         ``component`` says whether the artifact is a component's.
         """
-        kind = wasmtime.component.Component if component else wasmtime.Module
+        kind = _component_class() if component else wasmtime.Module
         path = self.artifact_path(digest)
         fd = self._open_checked(digest, path)
         refused = False
@@ -344,6 +347,12 @@ def _read_small(path: Path, limit: int = 256) -> bytes:
         return os.read(fd, limit)
     finally:
         os.close(fd)
+
+
+def _component_class() -> type[wasmtime.component.Component]:
+    import wasmtime.component
+
+    return wasmtime.component.Component
 
 
 def _deserialize(kind: type[Compiled], engine: wasmtime.Engine, fd: int) -> Compiled:

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import wasmtime
-import wasmtime.component
 
 from .._errors import ModuleError
 from ..plan import ComponentSpec
@@ -26,7 +25,9 @@ from ._sleep import define_deadline_poll
 from ._wagi import CgiRequest
 from ._wasi_http import define_wasi_http
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # wasmtime.component loads with the first component (engine._cache)
+    import wasmtime.component
+
     from ._proxy import Extension
 
 __all__ = ["Handler", "Linkers", "build_handler"]
@@ -90,7 +91,7 @@ def build_handler(
     assert spec.route is not None
     limits = GuestLimits(spec.memory_limit, spec.timeout, spec.max_response_size)
     capabilities = spec.capabilities
-    if isinstance(compiled, wasmtime.component.Component):
+    if not isinstance(compiled, wasmtime.Module):  # a component
         from ._component import ComponentHandler
         from ._proxy import find_handler_export
 

@@ -38,9 +38,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import wasmtime
-import wasmtime.component as wc
+
+if TYPE_CHECKING:  # loaded with the first component (engine._cache), not at a WAGI host's start
+    import wasmtime.component as wc
 
 from .._errors import CapabilityError, ConfigError, ModuleError
 from ..plan import Capabilities, allowed_imports
@@ -144,6 +147,8 @@ def component_imports(component: wc.Component, engine: wasmtime.Engine) -> list[
     A top-level import that is not an interface instance is listed with the
     function name ``""`` (no grant names it: the host defines none).
     """
+    import wasmtime.component as wc
+
     out = []
     for name, item in component.type.imports(engine).items():
         interface = name.split("@", 1)[0]

@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time they load o
         parse_allowed_hosts,
         parse_target,
     )
-    from ._engine import EngineSettings
+    from ._engine import EngineSettings, wasmtime_version
     from ._k8s_render import RenderOptions, render_app_resources
     from ._kube import (
         UNSCHEDULABLE_TAINT,
@@ -108,6 +108,7 @@ _WHERE = {
     "Concurrency": "._limits",
     "EgressRule": "._netpolicy",
     "EngineSettings": "._engine",
+    "wasmtime_version": "._engine",
     "FILES_READ_IMPORTS": "._capabilities",
     "FILES_WRITE_IMPORTS": "._capabilities",
     "FileMount": "._capabilities",
@@ -237,6 +238,7 @@ __all__ = [
     "place",
     "render_app_resources",
     "wasm_kind",
+    "wasmtime_version",
 ]
 
 

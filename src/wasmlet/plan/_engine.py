@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from importlib.metadata import version
 
-__all__ = ["EngineSettings"]
+__all__ = ["EngineSettings", "wasmtime_version"]
+
+
+@functools.cache
+def wasmtime_version() -> str:
+    """The installed wasmtime's version: once per process (the lookup reads the installed
+    distributions' folders, ~1 ms), and in the zygote before it forks (``wasmlet.server._zygote``)."""
+    return version("wasmtime")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +41,7 @@ class EngineSettings:
     def codegen_key(self) -> dict[str, object]:
         """The settings that change compiled code, plus the wasmtime version."""
         return {
-            "wasmtime": version("wasmtime"),
+            "wasmtime": wasmtime_version(),
             "opt_level": self.opt_level,
             "simd": self.simd,
             "pooling": self.pooling,

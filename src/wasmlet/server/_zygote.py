@@ -52,7 +52,9 @@ PRELOAD = ("wasmlet.server._worker", "uvloop", "uvicorn.loops.uvloop", "uvicorn.
            "uvicorn.middleware.proxy_headers", "concurrent.futures.thread")
 # What a worker serving components imports (guest._handlers loads these with the first component):
 # not on the way to the host's first response, so imported once the channel has been idle IDLE seconds.
-PRELOAD_IDLE = ("wasmlet.guest._component", "wasmlet.guest._proxy", "wasmlet.guest._spin")
+# OpenTelemetry's API likewise (a worker loads it with the first request that brings a trace context).
+PRELOAD_IDLE = ("wasmlet.guest._component", "wasmlet.guest._proxy", "wasmlet.guest._spin", "opentelemetry.trace",
+                "opentelemetry.propagate")
 IDLE = 0.2
 
 _PR_SET_NAME = 15  # linux/prctl.h
@@ -302,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in PRELOAD:
             importlib.import_module(name)
+        from ..plan import wasmtime_version
+
+        wasmtime_version()  # cached here, not looked up by every worker on its way to the first response
     except Exception as exc:
         traceback.print_exc()
         _reply(channel, {"error": f"import failed: {exc!r}"})

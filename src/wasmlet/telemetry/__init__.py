@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_names
 
 if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
-    from ._cache_observer import observe_cache
+    from ._cache_observer import hold_cache_observations, observe_cache, release_cache_observations
     from ._metrics import (
         APP_DEGRADED,
         BREAKER_STATE,
@@ -46,6 +46,8 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time they load o
 # Each public name and the private module that defines it.
 _WHERE = {
     "observe_cache": "._cache_observer",
+    "hold_cache_observations": "._cache_observer",
+    "release_cache_observations": "._cache_observer",
     "APP_DEGRADED": "._metrics",
     "BREAKER_STATE": "._metrics",
     "CACHE_LOOKUPS": "._metrics",
@@ -114,10 +116,12 @@ __all__ = [
     "Scrape",
     "configure_tracing",
     "format_traceparent",
+    "hold_cache_observations",
     "multiprocess_enabled",
     "observe_cache",
     "parse_scrape",
     "quantile",
+    "release_cache_observations",
     "summarize",
     "tracing_requested",
 ]

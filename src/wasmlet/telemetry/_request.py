@@ -4,15 +4,17 @@ The guest runner only records timestamps (``GuestStats``); the spans for
 instantiation and execution are created here afterwards with those explicit
 start and end times, so the runner stays free of tracing code and a request
 pays for spans only when tracing is on.
+
+A worker that does not trace loads no OpenTelemetry (~7 ms of its start, issue 13): a request
+then has no span (``None``) unless it brings a trace context to pass on, which loads the API
+once (the zygote preloads it when idle, ``wasmlet.server._zygote``).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import MutableMapping
-from typing import Any
-
-from opentelemetry import propagate, trace
-from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
+from typing import TYPE_CHECKING, Any
 
 from ._batch import MetricBatch
 from ._metrics import (
@@ -27,6 +29,9 @@ from ._metrics import (
     REQUESTS,
 )
 from ._tracing import format_traceparent
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer, TracerProvider
 
 __all__ = ["RequestTelemetry"]
 
@@ -50,30 +55,49 @@ _TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 class RequestTelemetry:
     """Spans and metrics of requests; ``metrics=False`` turns the Prometheus side off (for measuring its cost)."""
 
-    def __init__(self, tracer_provider: trace.TracerProvider | None = None, metrics: bool = True) -> None:
-        provider = tracer_provider or trace.get_tracer_provider()
-        self.tracer = provider.get_tracer("wasmlet")
-        # The API's default provider records nothing; an SDK one (configure_tracing, tests) does.
-        self.tracing = not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+    def __init__(self, tracer_provider: TracerProvider | None = None, metrics: bool = True) -> None:
+        self._provider = tracer_provider
+        self._tracer: Tracer | None = None
+        # The API's default provider records nothing; an SDK one (configure_tracing, tests) does. None
+        # installed one if nothing loaded the API (installing one loads it): no need to load it here.
+        self.tracing = False
+        if tracer_provider is not None or "opentelemetry.trace" in sys.modules:
+            from opentelemetry import trace
+
+            provider = tracer_provider or trace.get_tracer_provider()
+            self.tracing = not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
         self.metrics = metrics
         self._memory_high_water: dict[str, int] = {}
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._per_app: dict[str, tuple[Any, Any, Any]] = {}
         self._batch = MetricBatch(INFLIGHT)  # the common updates, written once per pass of the event loop
 
+    @property
+    def tracer(self) -> Tracer:
+        """This provider's tracer (the global one's if none was given), made on first use."""
+        if self._tracer is None:
+            from opentelemetry import trace
+
+            self._tracer = (self._provider or trace.get_tracer_provider()).get_tracer("wasmlet")
+        return self._tracer
+
     def flush(self) -> None:
         """Write the metric updates still waiting for the end of the event loop's pass (at shutdown)."""
         self._batch.flush()
 
     def start_request(self, scope: MutableMapping[str, Any], headers: list[tuple[bytes, bytes]], app: str,
-                      route: str) -> Span:
-        """Start the server span, as a child of the client's ``traceparent`` if it sent one."""
+                      route: str) -> Span | None:
+        """Start the server span, as a child of the client's ``traceparent`` if it sent one; None if
+        there is nothing to record and no context to pass on."""
         if self.metrics and not self._batch.started():
             INFLIGHT.inc()
         if not self.tracing and not any(name in _TRACE_HEADERS for name, _ in headers):
             # Nothing to record and no context to pass on: skip the propagator and the
             # no-op tracer (about 10 us on the event loop's thread, per request).
-            return INVALID_SPAN
+            return None
+        from opentelemetry import propagate
+        from opentelemetry.trace import SpanKind
+
         parent = propagate.extract(headers, getter=_GETTER)  # type: ignore[arg-type]
         method = scope.get("method", "GET")
         return self.tracer.start_span(
@@ -85,11 +109,13 @@ class RequestTelemetry:
         )
 
     @staticmethod
-    def traceparent(span: Span) -> str:
-        return format_traceparent(span)
+    def traceparent(span: Span | None) -> str:
+        return "" if span is None else format_traceparent(span)
 
     @staticmethod
-    def trace_id(span: Span) -> str:
+    def trace_id(span: Span | None) -> str:
+        if span is None:
+            return ""
         context = span.get_span_context()
         return f"{context.trace_id:032x}" if context.is_valid else ""
 
@@ -99,10 +125,12 @@ class RequestTelemetry:
                 CPU_PREEMPTIONS.labels(app).inc()
             APP_DEGRADED.labels(app).set(1 if degraded else 0)
 
-    def finish_request(self, span: Span, app: str, route: str, status: int, cause: str, elapsed: float,
+    def finish_request(self, span: Span | None, app: str, route: str, status: int, cause: str, elapsed: float,
                        stats: Any) -> None:
         if self.metrics:
             self._record(app, route, status, cause, elapsed, stats)
+        if span is None:
+            return
         if span.is_recording():
             self._finish_span(span, status, cause, stats)
         span.end()
@@ -136,6 +164,9 @@ class RequestTelemetry:
             GUEST_MEMORY_BYTES.labels(app).set(stats.memory)
 
     def _finish_span(self, span: Span, status: int, cause: str, stats: Any) -> None:
+        from opentelemetry import trace
+        from opentelemetry.trace import Status, StatusCode
+
         context = trace.set_span_in_context(span)
         if stats is not None:
             instantiate = self.tracer.start_span("instantiate", context=context, start_time=stats.started_ns)

@@ -6,14 +6,19 @@ variables ask for it (``OTEL_TRACES_EXPORTER=otlp`` or an
 never when ``OTEL_SDK_DISABLED=true``. The exporter reads the rest of its
 settings (endpoint, headers, timeout) from the ``OTEL_*`` variables itself.
 When off, the OpenTelemetry API's no-op tracer costs about a microsecond.
+
+The API itself (~7 ms of imports) loads when tracing is on, or when a request first brings a
+trace context to pass on (``_request``), not with a worker's start.
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from opentelemetry import trace
-from opentelemetry.trace import Span, SpanContext
+if TYPE_CHECKING:
+    from opentelemetry import trace
+    from opentelemetry.trace import Span, SpanContext
 
 __all__ = ["TRACING_ENV", "configure_tracing", "format_traceparent", "tracer", "tracing_requested"]
 
@@ -36,6 +41,7 @@ def configure_tracing(flag: bool = False) -> bool:
     """Install an SDK tracer provider exporting over OTLP/HTTP if tracing is requested."""
     if not tracing_requested(flag):
         return False
+    from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -49,6 +55,8 @@ def configure_tracing(flag: bool = False) -> bool:
 
 
 def tracer() -> trace.Tracer:
+    from opentelemetry import trace
+
     return trace.get_tracer("wasmlet")
 
 
