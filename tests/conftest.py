@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -37,9 +38,26 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now, for a server a test starts, below the kernel's ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` comes from the same range as the local ports of
+    outgoing connections: between this call and the server's bind, a client connection elsewhere
+    in the test (to NATS, to another server) could take it ("Address already in use", seen once
+    in a lattice test). Ports below the range are only ever taken by a bind.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(1000):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port below {low} in 1000 tries")
 
 
 def label_module(path: Path, label: str) -> Path:

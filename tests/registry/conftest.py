@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO_WASM = ROOT / "examples" / "hello" / "hello.wasm"
@@ -43,11 +44,6 @@ USER, PASSWORD = "alice", "wonderland"
 TOKEN_SERVICE, TOKEN_ISSUER = "wasmlet-test-registry", "wasmlet-test-token-issuer"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Registry:
