@@ -171,7 +171,7 @@ class Supervisor:
         or the new one, never half of one; workers poll it every 20 ms and report
         the generation they serve in their ready file.
         """
-        atomic_write(self._plan_file, plan.to_json().encode())
+        atomic_write(self._plan_file, plan.to_json().encode(), durable=False)  # the runtime folder's: see _files
         self.plan = plan
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
