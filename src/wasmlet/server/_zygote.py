@@ -12,8 +12,8 @@ of it is as clean as a fresh interpreter that has run its imports.
 It forks twice per worker: the middle process exits at once, so the worker is
 re-parented to the supervisor (a child subreaper) and the supervisor watches it
 as its own child. The worker then does what ``python -m wasmlet.server._worker``
-does with the same arguments, on the listening socket it was sent, under the
-same file descriptor number, and shows that command line (as much of it as
+does with the same arguments, on the listening socket it was sent (its ``--fd`` rewritten to
+the number the socket has here, see ``parse_request``), and shows that command line (as much of it as
 fits in the zygote's) and the interpreter's name to ``ps``. It gets a fresh ``random`` state (``random``
 re-seeds itself after a fork), the default SIGINT/SIGTERM handlers, and no
 logging set up until its ``main`` configures it.
