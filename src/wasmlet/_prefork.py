@@ -123,6 +123,15 @@ def become_subreaper() -> int:
     return 0 if int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0 else ctypes.get_errno()
 
 
+def _subreaper_or_say() -> bool:
+    """``become_subreaper``; False, and a warning in the log, if it cannot."""
+    error = become_subreaper()
+    if error:
+        log.warning("zygote: cannot become a child subreaper (prctl: %s); workers are spawned with Popen",
+                    os.strerror(error))
+    return not error
+
+
 class Zygote:
     """One zygote process and its control channel (requests are serialised by a lock)."""
 
@@ -142,10 +151,7 @@ class Zygote:
         """Start a zygote (None, logged, if this platform cannot have one). It imports in the background."""
         if not zygote_enabled():
             return None
-        error = become_subreaper()
-        if error:
-            log.warning("zygote: cannot become a child subreaper (prctl: %s); workers are spawned with Popen",
-                        os.strerror(error))
+        if not _subreaper_or_say():
             return None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -309,11 +315,9 @@ def take_early() -> Zygote | None:
     if spawned is None:
         return zygote
     adopted = Zygote(ForkedProcess(spawned.pid, spawned.args), socket.socket(fileno=spawned.fd))
-    error = become_subreaper()  # before it forks a worker: the workers must become this process's children
-    if zygote is not None or error:
-        if error:
-            log.warning("zygote: cannot become a child subreaper (prctl: %s); workers are spawned with Popen",
-                        os.strerror(error))
+    # Before it forks a worker: the workers must become this process's children. (A zygote of
+    # start_early's made it one already.)
+    if zygote is not None or not _subreaper_or_say():
         adopted.close()
         return zygote
     return adopted
