@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -194,14 +195,52 @@ def test_a_zygote_that_cannot_fork_safely_leaves_workers_to_popen(serve: Serve, 
     assert "forked from zygote" not in server.output()
 
 
-# The control channel is an inherited AF_UNIX socketpair: no path, no name, nothing but the process that
-# started the zygote holds its other end. So the garbage comes from that side. Run in a child interpreter:
-# the process that starts a zygote becomes a child subreaper, which pytest itself must not become.
-_GARBAGE = """
-import json, os, socket, sys
+# The start of the child scripts below (run by _run_with_a_zygote): a zygote of their own, ready, and
+# GET / on a worker's port.
+_PRELUDE = """
+import http.client, json, os, socket, sys, time
 from wasmlet._prefork import MAX_MESSAGE, Zygote
 z = Zygote.start()
 assert z is not None and z.ready(60), "zygote not ready"
+def get(port):
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.request("GET", "/"); return c.getresponse().status
+    except OSError:
+        return 0
+def until_200(port):
+    seen, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline and seen[-1:] != [200]:
+        status = get(port)
+        if status:
+            seen.append(status)
+        else:
+            time.sleep(0.05)
+    return seen
+"""
+
+
+def _run_with_a_zygote(script: str, tmp_path: Path) -> dict[str, Any]:
+    """``_PRELUDE`` + ``script`` in a child interpreter, with a hello plan file as its argument and a
+    metrics folder of its own: what it printed last, as JSON. A child, because the process that starts
+    a zygote becomes a child subreaper, which pytest itself must not become."""
+    from tests.conftest import deploy_plan
+
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(deploy_plan([Path(HELLO)], cache_dir=tmp_path / "cache").to_json())
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    out = subprocess.run([sys.executable, "-c", _PRELUDE + script, str(plan_file)], capture_output=True,
+                         text=True, timeout=120, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# The control channel is an inherited AF_UNIX socketpair: no path, no name, nothing but the process that
+# started the zygote holds its other end. So the garbage comes from that side.
+_GARBAGE = """
 fds = lambda: sorted(os.listdir(f"/proc/{z.pid}/fd"))
 before = fds()
 listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen(16)
@@ -232,15 +271,7 @@ cases = {
 replies = {name: z.send_raw(message, fds_) for name, (message, fds_) in cases.items()}
 after = fds()
 worker = z.fork(good["argv"], listener.fileno())
-import http.client, time
-deadline = time.monotonic() + 60
-status = 0
-while time.monotonic() < deadline and status != 200:
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", listener.getsockname()[1], timeout=30)
-        c.request("GET", "/"); status = c.getresponse().status
-    except OSError:
-        time.sleep(0.05)
+status = (until_200(listener.getsockname()[1]) or [0])[-1]
 worker.terminate(); code = worker.wait(30)
 socket.send_fds(z.channel, [b""], [])  # an empty message reads as end of file: the zygote stops
 exit_code = z.process.wait(10)
@@ -250,17 +281,7 @@ print(json.dumps({"replies": replies, "fds_before": before, "fds_after": after, 
 
 
 def test_garbage_on_the_control_channel_is_refused_and_the_zygote_goes_on(tmp_path: Path) -> None:
-    from tests.conftest import deploy_plan
-
-    plan_file = tmp_path / "plan.json"
-    plan_file.write_text(deploy_plan([Path(HELLO)], cache_dir=tmp_path / "cache").to_json())
-    metrics = tmp_path / "metrics"
-    metrics.mkdir()
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
-    out = subprocess.run([sys.executable, "-c", _GARBAGE, str(plan_file)], capture_output=True, text=True,
-                         timeout=120, env=env, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _run_with_a_zygote(_GARBAGE, tmp_path)
     errors = {name: reply.get("error", "") for name, reply in result["replies"].items()}
     assert all(errors.values()) and not any("pid" in r for r in result["replies"].values()), result["replies"]
     expected = {"not json": "not JSON", "json array": "exactly argv, env and cwd", "missing fields": "exactly argv",
@@ -299,10 +320,6 @@ def test_requests_are_checked_before_anything_is_forked() -> None:
 # then wrote to the socket ("Illegal seek") and its acceptor found a file where it expected a socket.
 # A supervisor holding fewer descriptors than usual was enough (issue 13's start-up work).
 _COLLIDING = """
-import json, os, socket, sys, time, http.client
-from wasmlet._prefork import Zygote
-z = Zygote.start()
-assert z is not None and z.ready(60), "zygote not ready"
 def target(fd):
     try:
         return os.readlink(f"/proc/{z.pid}/fd/{fd}")
@@ -321,17 +338,11 @@ listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen(16)
 os.dup2(listener.fileno(), taken)
 argv = ["--fd", str(taken), "--plan", sys.argv[1], "--log-level", "warning"]
 worker = z.fork(argv, taken)
-statuses = []
-deadline = time.monotonic() + 60
-while time.monotonic() < deadline and statuses[-1:] != [200]:
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", listener.getsockname()[1], timeout=30)
-        c.request("GET", "/"); statuses.append(c.getresponse().status)
-    except OSError:
-        time.sleep(0.05)
-for _ in range(5):
-    c = http.client.HTTPConnection("127.0.0.1", listener.getsockname()[1], timeout=30)
-    c.request("GET", "/"); statuses.append(c.getresponse().status)
+statuses = until_200(listener.getsockname()[1])
+for _ in range(5):  # five more, up to the first that fails (each may wait its 30 s)
+    statuses.append(get(listener.getsockname()[1]))
+    if statuses[-1] != 200:
+        break
 in_worker, in_zygote = os.readlink(f"/proc/{worker.pid}/fd/{taken}"), target(taken)
 worker.terminate(); code = worker.wait(30)
 socket.send_fds(z.channel, [b""], [])
@@ -342,17 +353,7 @@ print(json.dumps({"files": len(files), "in_zygote": in_zygote, "in_worker": in_w
 
 
 def test_a_socket_sent_under_a_number_the_zygote_uses_does_not_displace_its_file(tmp_path: Path) -> None:
-    from tests.conftest import deploy_plan
-
-    plan_file = tmp_path / "plan.json"
-    plan_file.write_text(deploy_plan([Path(HELLO)], cache_dir=tmp_path / "cache").to_json())
-    metrics = tmp_path / "metrics"
-    metrics.mkdir()
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
-    out = subprocess.run([sys.executable, "-c", _COLLIDING, str(plan_file)], capture_output=True, text=True,
-                         timeout=120, env=env, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.splitlines()[-1])
+    result = _run_with_a_zygote(_COLLIDING, tmp_path)
     assert result["files"] >= 1  # the zygote holds metrics files: the collision was made
     # In the worker, that number still holds a metrics file (prometheus_client reopens its own after the
     # fork, at the lowest free number): not the listening socket, which that reopening would have closed.
