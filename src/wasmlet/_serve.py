@@ -106,7 +106,9 @@ def serve(control: ControlPlane, settings: ServeSettings, log_level: str = "info
             return _serve_granian(control.plan(), settings, log_level)
         return _serve_uvicorn(control, settings, log_level, metrics_dir, state_dir, watch or [], lattice)
     finally:
-        release_cache_observations()  # no-op once released: here for a start that failed first
+        # A start that failed first still holds them: released here, before the folder goes (the CLI's own
+        # release on close comes after, and prometheus_client would then open files in a folder not there).
+        release_cache_observations()
         if lattice is not None:
             lattice.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
