@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import random
@@ -51,13 +52,22 @@ def free_port() -> int:
         low = 32768
     for _ in range(1000):
         port = random.randrange(max(1024, low - 12000), low)
+        if port in _HANDED_OUT:  # free again, but perhaps not yet bound by what it was chosen for
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.append(port)
+        return port
     raise RuntimeError(f"no free loopback port below {low} in 1000 tries")
+
+
+# The ports free_port chose lately: a test often asks for several before it starts anything (a NATS
+# cluster's client, monitor and route ports), and two draws of the same port once made a route
+# connect to another server's HTTP monitor.
+_HANDED_OUT: collections.deque[int] = collections.deque(maxlen=4096)
 
 
 def label_module(path: Path, label: str) -> Path:
