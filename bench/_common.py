@@ -184,6 +184,35 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time of ``pids`` (and their threads), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / tick
+
+
+def context_switches(pids: Sequence[int]) -> int:
+    """Voluntary + involuntary context switches of every thread of ``pids`` still alive, from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        total += int(line.split()[1])
+    return total
+
+
 def _status_kib(pid: int, field: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -47,6 +47,7 @@ from _common import (
     VENV_BIN,
     WASMLET,
     Server,
+    cpu_seconds,
     free_port,
     http_get,
     machine,
@@ -104,19 +105,6 @@ def contenders(cache: str, port: int, only: set[str] | None, base: str | None,
     else:
         print(f"note: {HTTP_HELLO} is missing; wasmtime serve left out")
     return {k: v for k, v in table.items() if only is None or k in only}
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of ``pids`` (and their threads), from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
-    return total / tick
 
 
 def start_to_first_200(cache: str, reps: int, base: str | None = None) -> list[float]:
