@@ -116,15 +116,15 @@ def main() -> None:
                 time.sleep(0.05)
             rows = [line.split("\t") for line in report.read_text().splitlines()]
     counts = [(int(count) / args.requests, where, name) for count, where, name in rows]
-    groups: collections.Counter[str] = collections.Counter()
+    groups: collections.defaultdict[str, float] = collections.defaultdict(float)
     for per_request, where, _ in counts:
-        groups[group_of(where)] += per_request  # type: ignore[assignment]
-    python = sum(v for group, v in groups.items() if group != "builtins (C)")
+        groups[group_of(where)] += per_request
+    python = sum(value for group, value in groups.items() if group != "builtins (C)")
     print(f"hello over HTTP, {args.requests} keep-alive requests one at a time, one worker; calls per request "
           f"(the worker's threads other than the event loop's are not counted)\n")
     print(f"Python functions entered: {python:.1f}; builtins called: {groups['builtins (C)']:.1f}\n")
     print("| package | calls per request |\n|---|---:|")
-    for group, value in groups.most_common():
+    for group, value in sorted(groups.items(), key=lambda item: -item[1]):
         if value >= 0.05:
             print(f"| {group} | {value:.1f} |")
     print("\n| function | where | calls per request |\n|---|---|---:|")

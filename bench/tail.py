@@ -238,7 +238,7 @@ class Usage:
         self.switches = context_switches(self.pids)
 
     def per_request(self, requests: float) -> str:
-        """" us of CPU | context switches |" per request since this was made."""
+        """Two table cells: CPU microseconds and context switches, per request, since this was made."""
         requests = max(requests, 1)
         cpu = (cpu_seconds(self.pids) - self.cpu) / requests * 1e6
         return f"{cpu:.0f} | {(context_switches(self.pids) - self.switches) / requests:.2f} |"
