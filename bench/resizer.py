@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import http.client
 import io
 import os
@@ -49,7 +50,7 @@ from pathlib import Path
 import wasmtime
 from PIL import Image, ImageDraw
 
-from _common import OUT, ROOT, WASMLET, free_port, machine, running, temp_cache, wasmlet_env
+from _common import OUT, ROOT, WASMLET, cpu_seconds, free_port, machine, running, temp_cache, wasmlet_env
 from wasmlet.control import plan_for_module
 from wasmlet.engine import build_engine
 from wasmlet.guest import CgiRequest
@@ -149,19 +150,7 @@ def children_cpu() -> float:
 
 def processes_cpu(pids: list[int]) -> Callable[[], float]:
     """The CPU seconds used so far by ``pids`` (utime + stime from /proc, live processes only)."""
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def read() -> float:
-        total = 0
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))
-        return total / tick
-
-    return read
+    return functools.partial(cpu_seconds, pids)
 
 
 class Client:
