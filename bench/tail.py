@@ -28,6 +28,11 @@ The load generators share the 2 cores with the server.
 
     .venv/bin/python bench/tail.py [--seconds 20] [--workers 2] [--server uvicorn]
         [--fractions 0.5,0.25 | --rates 3563,4679] [--reference] [--repeat 5] [--no-hey] [--no-asyncio]
+        [--worker-priority -10]
+
+With ``--worker-priority NICE``, each round runs wasmlet twice, without and with ``wasmlet serve
+--worker-priority NICE`` (the second at the first one's rates), and with ``--reference`` the reference
+host twice too, the second under ``nice -n NICE``: a priority is compared with a priority.
 
 Every row also has the server's CPU time and context switches per request over its phase
 (``Usage``): under wrk's batches and in the sparse stream of the open loop, for both hosts.
@@ -312,6 +317,9 @@ def main() -> None:
     parser.add_argument("--reference", action="store_true",
                         help="then the same phases against `wasmtime serve` on the C wasi:http hello, at the rates "
                              "wasmlet ran (the machine's floor for the tail, from the reference host)")
+    parser.add_argument("--worker-priority", type=int, default=None, metavar="NICE",
+                        help="in each round, wasmlet again with `--worker-priority NICE` (at the first one's rates) "
+                             "and, with --reference, `wasmtime serve` again under `nice -n NICE`")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds, each with fresh servers (wasmlet, then the reference): the p99.99 of one "
                              "15-second phase moves run to run, so a verdict should rest on several")
@@ -329,33 +337,42 @@ def main() -> None:
                                   queue=2000)
         for round_ in range(1, args.repeat + 1):
             tag = f" (round {round_})" if args.repeat > 1 else ""
-            port = free_port()
-            argv = [WASMLET, "serve", str(manifest), "--listen", f"127.0.0.1:{port}", "--workers",
-                    str(args.workers), "--server", args.server]
-            url = f"http://127.0.0.1:{port}/"
             rates = [float(r) for r in args.rates.split(",")] if args.rates else []
-            with running(argv, port, env=wasmlet_env(cache), log=OUT / "tail-serve.log") as server:
-                more_rows, more_verdicts, rates, more_tails = measure(
-                    f"wasmlet{tag}", server, url, port, openloop, args.seconds, args.connections, not args.no_hey,
-                    not args.no_asyncio, fractions, rates)
-            rows += more_rows
-            verdicts += more_verdicts
-            tails.setdefault("wasmlet", []).extend(more_tails)
-            if args.reference:
-                from http_hello import wasmtime_serve_argv
-
+            nice = args.worker_priority
+            variants = [("wasmlet", [])]
+            if nice is not None:
+                variants.append((f"wasmlet --worker-priority {nice}", ["--worker-priority", str(nice)]))
+            for label, extra in variants:
                 port = free_port()
+                argv = [WASMLET, "serve", str(manifest), "--listen", f"127.0.0.1:{port}", "--workers",
+                        str(args.workers), "--server", args.server, *extra]
                 url = f"http://127.0.0.1:{port}/"
-                log = OUT / "tail-wasmtime-serve.log"
-                with running(wasmtime_serve_argv(port), port, env=dict(os.environ), log=log,
-                             ready_path="/") as server:
-                    more_rows, more_verdicts, _, more_tails = measure(
-                        f"wasmtime serve{tag}", server, url, port, openloop, args.seconds, args.connections,
+                with running(argv, port, env=wasmlet_env(cache), log=OUT / "tail-serve.log") as server:
+                    more_rows, more_verdicts, rates, more_tails = measure(
+                        f"{label}{tag}", server, url, port, openloop, args.seconds, args.connections,
                         not args.no_hey, not args.no_asyncio, fractions, rates)
                 rows += more_rows
                 verdicts += more_verdicts
-                tails.setdefault("wasmtime serve", []).extend(more_tails)
+                tails.setdefault(label, []).extend(more_tails)
+            if args.reference:
+                from http_hello import wasmtime_serve_argv
+
+                for label, prefix in [("wasmtime serve", [])] + (
+                        [(f"wasmtime serve under nice -n {nice}", ["nice", "-n", str(nice)])] if nice is not None
+                        else []):
+                    port = free_port()
+                    url = f"http://127.0.0.1:{port}/"
+                    log = OUT / "tail-wasmtime-serve.log"
+                    with running([*prefix, *wasmtime_serve_argv(port)], port, env=dict(os.environ), log=log,
+                                 ready_path="/") as server:
+                        more_rows, more_verdicts, _, more_tails = measure(
+                            f"{label}{tag}", server, url, port, openloop, args.seconds, args.connections,
+                            not args.no_hey, not args.no_asyncio, fractions, rates)
+                    rows += more_rows
+                    verdicts += more_verdicts
+                    tails.setdefault(label, []).extend(more_tails)
     print(f"\nwasmlet serve hello, --workers {args.workers} --server {args.server}"
+          f"{f' (and with --worker-priority {args.worker_priority})' if args.worker_priority is not None else ''}"
           f"{'; then wasmtime serve on the C wasi:http hello at the same rates' if args.reference else ''};"
           f" {args.seconds} s per phase; ms; load average after: {os.getloadavg()[0]:.1f}\n")
     print("| load | req/s achieved | p50 | p90 | p99 | p99.9 | p99.99 | max | waiting in the client p99 |"

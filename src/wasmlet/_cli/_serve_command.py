@@ -85,6 +85,10 @@ class _ServerDefault(click.Option):
               help="Bytes of each instance's memory zeroed and kept mapped when it ends, instead of released and "
               "faulted in again by the next: more suits guests that touch much memory (an image resizer), less "
               "those that declare much and touch little (docs/benchmarks.md, section 26). Up to 1Gi.")
+@click.option("--worker-priority", type=click.IntRange(-20, 19), default=None, metavar="NICE",
+              help="The workers' nice value, as nginx's worker_priority: lower runs them ahead of other busy "
+              "processes on the machine (a negative one needs CAP_SYS_NICE or RLIMIT_NICE). Default: this "
+              "process's own (docs/benchmarks.md, section 32).")
 @lattice_options(host=True)
 @cache_option
 @click.pass_context
@@ -94,7 +98,8 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
           watchdog_window: float | None, watchdog_interval: float | None, watchdog_warmup: float | None,
           state_dir: Path | None, watch: bool,
           forwarded_allow_ips: str, header_timeout: float, max_client_connections: int, body_memory: str,
-          pool_keep_resident: str, cache_dir: Path | None, **lattice_flags: Any) -> None:
+          pool_keep_resident: str, worker_priority: int | None, cache_dir: Path | None,
+          **lattice_flags: Any) -> None:
     """Serve the apps of OAM Application manifests, and what was deployed before.
 
     The manifests given are deployed over the durable state (a new version
@@ -126,7 +131,7 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
     from ..control import ControlPlane, StateStore, default_state_dir
     from ..engine import default_cache_dir
     from ..plan import parse_quantity
-    from ..server import ServeSettings, parse_forwarded_allow_ips, parse_listen
+    from ..server import ServeSettings, check_priority, parse_forwarded_allow_ips, parse_listen
 
     try:
         host, port = parse_listen(listen)
@@ -152,8 +157,10 @@ def serve(ctx: click.Context, /, manifests: tuple[Path, ...], listen: str, worke
                                  **watchdog,
                                  forwarded_allow_ips=parse_forwarded_allow_ips(forwarded_allow_ips),
                                  header_timeout=header_timeout, client_connections=max_client_connections,
-                                 body_memory=bodies, **kwargs)
+                                 body_memory=bodies, worker_priority=worker_priority, **kwargs)
         check_listeners(settings)  # a busy port is said before anything is deployed to the state
+        if settings.worker_priority is not None:
+            check_priority(settings.worker_priority)  # likewise a priority the kernel would refuse the workers
         trust = None
         if trust_dir is not None:
             from ..signing import TrustStore

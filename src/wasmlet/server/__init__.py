@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time they load o
     from ._forward import DEADLINE_MARGIN, PROGRESS_EVERY, SILENCE, AppCaller, Forwarder, RemoteRoute
     from ._guard import AppGuard, Guards
     from ._host import App, Host
+    from ._priority import check_priority
     from ._ratelimit import ConcurrencyLimiter, RateLimiter, client_key
     from ._router import Route, Router, normalise_path
     from ._settings import (
@@ -84,6 +85,7 @@ _WHERE = {
     "Guards": "._guard",
     "App": "._host",
     "Host": "._host",
+    "check_priority": "._priority",
     "ConcurrencyLimiter": "._ratelimit",
     "RateLimiter": "._ratelimit",
     "client_key": "._ratelimit",
@@ -142,6 +144,7 @@ __all__ = [
     "Supervisor",
     "WasmletApp",
     "app_subject",
+    "check_priority",
     "client_key",
     "connect_options",
     "counts_as_failure",

@@ -8,6 +8,7 @@ import os
 
 from .._errors import ConfigError
 from ..plan import parse_quantity
+from ._priority import HIGHEST, LOWEST
 
 __all__ = [
     "METRICS_ENV",
@@ -90,6 +91,7 @@ class ServeSettings:
     header_timeout: float = 10.0  # seconds to receive a request's headers
     client_connections: int = 64  # open connections per client address (IPv6: per /64); trusted proxies exempt
     body_memory: int = 256 * 1024 * 1024  # bytes of request bodies held at once
+    worker_priority: int | None = None  # the workers' nice value (``_priority``); None: the supervisor's
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -108,6 +110,13 @@ class ServeSettings:
             raise ConfigError(f"--max-client-connections: expected 1 or more, got {self.client_connections}")
         if self.body_memory < 1:
             raise ConfigError(f"--body-memory: expected a quantity above zero, got {self.body_memory}")
+        if self.worker_priority is not None:
+            if not HIGHEST <= self.worker_priority <= LOWEST:
+                raise ConfigError(f"--worker-priority: expected a nice value from {HIGHEST} (the highest priority) "
+                                  f"to {LOWEST} (the lowest), got {self.worker_priority}")
+            if self.server == "granian":
+                # granian forks its own workers, which never see the value.
+                raise ConfigError("--worker-priority: not supported with --server granian")
         if self.forwarded_allow_ips and self.server == "granian":
             # granian never reads X-Forwarded-For: the list would be silently ignored.
             raise ConfigError("--forwarded-allow-ips: not supported with --server granian")

@@ -229,6 +229,8 @@ class Supervisor:
             args.append("--otlp")
         if not self.settings.metrics:
             args.append("--no-metrics")
+        if self.settings.worker_priority is not None:
+            args += ["--priority", str(self.settings.worker_priority)]
         process: WorkerProcess | None = self.zygotes.fork(args, fd)  # as ``python -m ..._worker ARGS``
         if process is None:
             process = subprocess.Popen([sys.executable, "-m", "wasmlet.server._worker", *args], pass_fds=(fd,))

@@ -27,6 +27,7 @@ from ..plan import Plan
 from ..telemetry import RequestTelemetry, configure_tracing
 from ._asgi import WasmletApp
 from ._balance import SLOTS, BalancedAcceptor, Board
+from ._priority import apply_priority
 from ._protocol import TrustedProxies, guarded_protocol
 from ._settings import ServeSettings, parse_forwarded_allow_ips
 
@@ -113,10 +114,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--board", default=None, help="the supervisor's connection board (_balance)")
     parser.add_argument("--slot", type=int, default=0, choices=range(SLOTS), metavar="N",
                         help="this worker's slot on --board")
+    parser.add_argument("--priority", type=int, default=None, metavar="NICE",
+                        help="this worker's nice value, for every thread it has and starts (_priority)")
     args = parser.parse_args(argv)
+    refused = None
+    if args.priority is not None:
+        try:
+            apply_priority(args.priority)  # first: the threads started below inherit it
+        except ConfigError as exc:  # the supervisor checked; the limits changed since: serve all the same
+            refused = exc
     _die_with_parent()
     _return_freed_memory()
     configure_logging(args.log_level, app_log=f"{args.log_dir}/{os.getpid()}.jsonl" if args.log_dir else None)
+    if refused is not None:
+        logging.getLogger("wasmlet.server").warning("%s; this worker serves at its inherited priority", refused)
     with open(args.plan, encoding="utf-8") as handle:
         plan = Plan.from_json(handle.read())
     configure_tracing(args.otlp)
