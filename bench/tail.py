@@ -28,11 +28,14 @@ The load generators share the 2 cores with the server.
 
     .venv/bin/python bench/tail.py [--seconds 20] [--workers 2] [--server uvicorn]
         [--fractions 0.5,0.25 | --rates 3563,4679] [--reference] [--repeat 5] [--no-hey] [--no-asyncio]
-        [--worker-priority -10]
+        [--worker-priority -10] [--client-batch]
 
 With ``--worker-priority NICE``, each round runs wasmlet twice, without and with ``wasmlet serve
 --worker-priority NICE`` (the second at the first one's rates), and with ``--reference`` the reference
-host twice too, the second under ``nice -n NICE``: a priority is compared with a priority.
+host twice too, the second under ``nice -n NICE``: a priority is compared with a priority. With
+``--client-batch`` the C open loop runs under ``SCHED_BATCH``: a client that shares the server's cores
+then does not preempt a server thread each time it wakes (perf sched counted ~6,000 such preemptions
+a second at 6,700 req/s, docs/benchmarks.md section 32); its own lateness still counts.
 
 Every row also has the server's CPU time and context switches per request over its phase
 (``Usage``): under wrk's batches and in the sparse stream of the open loop, for both hosts.
@@ -165,14 +168,20 @@ def build_openloop(work: Path) -> Path:
     return binary
 
 
+#: Run the C open loop under SCHED_BATCH (``--client-batch``): sched(7), a waking batch thread does not
+#: preempt the running one, so the generator no longer preempts a server worker each time its timer fires.
+CLIENT_PREFIX: list[str] = []
+
+
 def open_loop_c(binary: Path, port: int, path: str, rate: float, seconds: float, connections: int = 64,
                 timeout: float = 10.0) -> OpenLoop:
     """As ``open_loop``, by ``bench/openloop.c``: latencies from each request's due time at a constant rate."""
     result = OpenLoop()
     with tempfile.TemporaryDirectory() as work:
         samples = Path(work) / "latencies.txt"
-        client = subprocess.Popen([str(binary), str(port), path, f"{rate:.3f}", f"{seconds:g}", str(connections),
-                                   str(int(timeout * 1000)), str(samples)], stdout=subprocess.PIPE, text=True)
+        client = subprocess.Popen([*CLIENT_PREFIX, str(binary), str(port), path, f"{rate:.3f}", f"{seconds:g}",
+                                   str(connections), str(int(timeout * 1000)), str(samples)],
+                                  stdout=subprocess.PIPE, text=True)
         try:
             time.sleep(min(1.0, seconds / 2))
             result.split = connections_per_process(port)
@@ -320,10 +329,15 @@ def main() -> None:
     parser.add_argument("--worker-priority", type=int, default=None, metavar="NICE",
                         help="in each round, wasmlet again with `--worker-priority NICE` (at the first one's rates) "
                              "and, with --reference, `wasmtime serve` again under `nice -n NICE`")
+    parser.add_argument("--client-batch", action="store_true",
+                        help="run the C open loop under SCHED_BATCH (chrt -b 0): on waking it does not preempt a "
+                             "server thread, as a client on another machine would not")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds, each with fresh servers (wasmlet, then the reference): the p99.99 of one "
                              "15-second phase moves run to run, so a verdict should rest on several")
     args = parser.parse_args()
+    if args.client_batch:
+        CLIENT_PREFIX[:] = ["chrt", "--batch", "0"]
     fractions = [float(f) for f in args.fractions.split(",")]
     print(machine())
     print(f"load average before: {os.getloadavg()[0]:.1f} (2 cores shared with other work)")
@@ -374,6 +388,7 @@ def main() -> None:
     print(f"\nwasmlet serve hello, --workers {args.workers} --server {args.server}"
           f"{f' (and with --worker-priority {args.worker_priority})' if args.worker_priority is not None else ''}"
           f"{'; then wasmtime serve on the C wasi:http hello at the same rates' if args.reference else ''};"
+          f"{'; the C open loop under SCHED_BATCH' if args.client_batch else ''};"
           f" {args.seconds} s per phase; ms; load average after: {os.getloadavg()[0]:.1f}\n")
     print("| load | req/s achieved | p50 | p90 | p99 | p99.9 | p99.99 | max | waiting in the client p99 |"
           " server CPU us/request | server context switches/request | errors |")
