@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import functools
 import io
 import os
 import re
@@ -53,6 +54,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from _common import (
@@ -313,6 +315,15 @@ def measure(label: str, server: Server, url: str, port: int, openloop: Path, sec
     return rows, verdicts, rates, tails
 
 
+def wasmlet_argv(manifest: Path, workers: int, server: str, extra: list[str], port: int) -> list[str]:
+    return [WASMLET, "serve", str(manifest), "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
+            "--server", server, *extra]
+
+
+def prefixed(prefix: list[str], argv: Callable[[int], list[str]], port: int) -> list[str]:
+    return [*prefix, *argv(port)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=20, help="length of each load phase")
@@ -353,41 +364,35 @@ def main() -> None:
             tag = f" (round {round_})" if args.repeat > 1 else ""
             rates = [float(r) for r in args.rates.split(",")] if args.rates else []
             nice = args.worker_priority
-            variants = [("wasmlet", [])]
-            if nice is not None:
-                variants.append((f"wasmlet --worker-priority {nice}", ["--worker-priority", str(nice)]))
-            for label, extra in variants:
-                port = free_port()
-                argv = [WASMLET, "serve", str(manifest), "--listen", f"127.0.0.1:{port}", "--workers",
-                        str(args.workers), "--server", args.server, *extra]
-                url = f"http://127.0.0.1:{port}/"
-                with running(argv, port, env=wasmlet_env(cache), log=OUT / "tail-serve.log") as server:
-                    more_rows, more_verdicts, rates, more_tails = measure(
-                        f"{label}{tag}", server, url, port, openloop, args.seconds, args.connections,
-                        not args.no_hey, not args.no_asyncio, fractions, rates)
-                rows += more_rows
-                verdicts += more_verdicts
-                tails.setdefault(label, []).extend(more_tails)
+            # (label, argv for a port, environment, log, readiness path): wasmlet first, its wrk peak sets the rates.
+            hosts: list[tuple[str, Callable[[int], list[str]], dict[str, str], Path, str]] = []
+            for label, extra in [("wasmlet", [])] + (
+                    [(f"wasmlet --worker-priority {nice}", ["--worker-priority", str(nice)])] if nice is not None
+                    else []):
+                hosts.append((label, functools.partial(wasmlet_argv, manifest, args.workers, args.server, extra),
+                              wasmlet_env(cache), OUT / "tail-serve.log", "/.well-known/wasmlet/ready"))
             if args.reference:
                 from http_hello import wasmtime_serve_argv
 
                 for label, prefix in [("wasmtime serve", [])] + (
                         [(f"wasmtime serve under nice -n {nice}", ["nice", "-n", str(nice)])] if nice is not None
                         else []):
-                    port = free_port()
-                    url = f"http://127.0.0.1:{port}/"
-                    log = OUT / "tail-wasmtime-serve.log"
-                    with running([*prefix, *wasmtime_serve_argv(port)], port, env=dict(os.environ), log=log,
-                                 ready_path="/") as server:
-                        more_rows, more_verdicts, _, more_tails = measure(
-                            f"{label}{tag}", server, url, port, openloop, args.seconds, args.connections,
-                            not args.no_hey, not args.no_asyncio, fractions, rates)
-                    rows += more_rows
-                    verdicts += more_verdicts
-                    tails.setdefault(label, []).extend(more_tails)
+                    hosts.append((label, functools.partial(prefixed, prefix, wasmtime_serve_argv), dict(os.environ),
+                                  OUT / "tail-wasmtime-serve.log", "/"))
+            for label, argv, env, log, ready_path in hosts:
+                port = free_port()
+                url = f"http://127.0.0.1:{port}/"
+                with running(argv(port), port, env=env, log=log, ready_path=ready_path) as server:
+                    more_rows, more_verdicts, ran, more_tails = measure(
+                        f"{label}{tag}", server, url, port, openloop, args.seconds, args.connections,
+                        not args.no_hey, not args.no_asyncio, fractions, rates)
+                rates = rates or ran
+                rows += more_rows
+                verdicts += more_verdicts
+                tails.setdefault(label, []).extend(more_tails)
     print(f"\nwasmlet serve hello, --workers {args.workers} --server {args.server}"
           f"{f' (and with --worker-priority {args.worker_priority})' if args.worker_priority is not None else ''}"
-          f"{'; then wasmtime serve on the C wasi:http hello at the same rates' if args.reference else ''};"
+          f"{'; then wasmtime serve on the C wasi:http hello at the same rates' if args.reference else ''}"
           f"{'; the C open loop under SCHED_BATCH' if args.client_batch else ''};"
           f" {args.seconds} s per phase; ms; load average after: {os.getloadavg()[0]:.1f}\n")
     print("| load | req/s achieved | p50 | p90 | p99 | p99.9 | p99.99 | max | waiting in the client p99 |"
