@@ -83,6 +83,8 @@ def test_every_worker_thread_takes_the_value_and_nothing_else_does(serve: Serve,
     zyg, workers = zygote_and_workers(server)
     assert len(workers) == 2 and (zyg is None) == (zygote == "0")
     for pid in workers:
+        # Serving is one worker's answer; the other may still be importing (spawned), before its main() ran.
+        wait_until(lambda: f"worker {pid} ready" in server.output(), 20, f"worker {pid} ready")  # noqa: B023
         nices = thread_nices(pid)
         assert len(nices) > 1  # its guest and engine threads too, started after the value was set
         assert set(nices.values()) == {wanted}, (pid, nices)
