@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.conftest import EXAMPLES, Server, free_port
+from tests.server.test_serve import run_cli
 from tests.server.test_zygote import ZYGOTE, comm, wait_until, zygote_and_workers
 
 from wasmlet._errors import ConfigError
@@ -27,6 +28,9 @@ from wasmlet.server._priority import lowest_allowed, priority_error
 
 Serve = Callable[..., Server]
 HELLO = str(EXAMPLES / "hello" / "app.yaml")
+# What an unprivileged user gets: RLIMIT_NICE 0 and, when the tests run as root, no CAP_SYS_NICE.
+UNPRIVILEGED = ["prlimit", "--nice=0", *(["setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice", "--"]
+                                        if os.geteuid() == 0 else [])]
 
 
 def thread_nices(pid: int) -> dict[int, int]:
@@ -100,11 +104,9 @@ def test_every_worker_thread_takes_the_value_and_nothing_else_does(serve: Serve,
 
 
 def test_a_priority_the_kernel_refuses_is_one_line_and_nothing_is_saved(tmp_path: Path) -> None:
-    # As root, without CAP_SYS_NICE (and RLIMIT_NICE 0): what an unprivileged user gets.
-    prefix = ["setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice", "--"] if os.geteuid() == 0 else []
     state = tmp_path / "state"
     result = subprocess.run(
-        ["prlimit", "--nice=0", *prefix, sys.executable, "-m", "wasmlet", "serve", HELLO, "--worker-priority", "-5",
+        [*UNPRIVILEGED, sys.executable, "-m", "wasmlet", "serve", HELLO, "--worker-priority", "-5",
          "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", "none", "--state-dir", str(state)],
         capture_output=True, text=True, timeout=60, env={**os.environ, "WASMLET_CACHE_DIR": str(tmp_path / "cache")})
     assert result.returncode == 1, result.stderr
@@ -119,10 +121,8 @@ def test_a_priority_the_kernel_refuses_is_one_line_and_nothing_is_saved(tmp_path
 @pytest.mark.parametrize("value", ["20000000", "-21", "high"])
 def test_a_bad_value_is_refused_by_the_cli(tmp_path: Path, value: str) -> None:
     state = tmp_path / "state"
-    result = subprocess.run(
-        [sys.executable, "-m", "wasmlet", "serve", HELLO, "--worker-priority", value, "--admin-listen", "none",
-         "--listen", f"127.0.0.1:{free_port()}", "--state-dir", str(state)],
-        capture_output=True, text=True, timeout=60)
+    result = run_cli("serve", HELLO, "--worker-priority", value, "--admin-listen", "none",
+                     "--listen", f"127.0.0.1:{free_port()}", "--state-dir", str(state))
     assert result.returncode == 2
     assert "Invalid value for '--worker-priority'" in result.stderr
     assert not state.exists()
@@ -135,14 +135,13 @@ def test_a_worker_the_kernel_refuses_still_serves_and_says_so(tmp_path: Path) ->
     plan = tmp_path / "plan.json"
     plan.write_text(Plan(components=(), engine=EngineSettings(), cache_dir=str(tmp_path / "cache")).to_json())
     ready = tmp_path / "ready"
-    prefix = ["setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice", "--"] if os.geteuid() == 0 else []
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
         fd = listener.fileno()
         worker = subprocess.Popen(
-            ["prlimit", "--nice=0", *prefix, sys.executable, "-m", "wasmlet.server._worker", "--fd", str(fd),
+            [*UNPRIVILEGED, sys.executable, "-m", "wasmlet.server._worker", "--fd", str(fd),
              "--plan", str(plan), "--ready-file", str(ready), "--priority", "-5", "--drain", "1"],
             pass_fds=(fd,), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
