@@ -270,6 +270,18 @@ def run_wrk(url: str, seconds: int = 10, connections: int = 64, threads: int = 2
     return result
 
 
+def interpreter(python: str | Path) -> str:
+    """``python``'s version and the binary it resolves to, e.g. ``3.11.2 (/usr/bin/python3.11)``.
+
+    The path tells the build apart (Debian's, pyenv's, ...): sysconfig does not say whether a build
+    used profile-guided or link-time optimization (Debian passes those flags in its own rules).
+    """
+    code = "import os, sys; print(sys.version.split()[0], os.path.realpath(sys.executable))"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=30, check=True).stdout
+    version, path = out.split(maxsplit=1)
+    return f"{version} ({path.strip()})"
+
+
 def machine() -> str:
     """``nproc``, the head of ``lscpu``, memory and kernel, as text."""
     def sh(cmd: str) -> str:
@@ -280,5 +292,5 @@ def machine() -> str:
         sh("lscpu | grep -E '^(Model name|CPU\\(s\\)|Thread|Core|Hypervisor)'"),
         sh("grep MemTotal /proc/meminfo"),
         f"kernel: {sh('uname -r')}",
-        f"python: {sys.version.split()[0]}",
+        f"python: {interpreter(sys.executable)}",
     ])

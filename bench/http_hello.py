@@ -29,6 +29,8 @@ shared with other work, the figure that depends least on what else runs):
     .venv/bin/python bench/http_hello.py [--rounds 3] [--seconds 5] [--start] [--only wasmlet,static]
         [--base DIR]   # DIR: e.g. `git archive HEAD | tar -x -C DIR`, served as "wasmlet-base"
         [--manifest examples/c-http/app.yaml]   # wasmlet serves the wasi:http hello instead of WAGI's
+        [--python VENV]   # VENV: a virtualenv of another interpreter with wasmlet's requirements installed;
+                          # these sources served by it as "wasmlet-python" (docs/benchmarks.md section 33)
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from _common import (
     cpu_seconds,
     free_port,
     http_get,
+    interpreter,
     machine,
     run_wrk,
     running,
@@ -83,11 +86,13 @@ def wasmtime_serve_argv(port: int) -> list[str]:
 
 
 def contenders(cache: str, port: int, only: set[str] | None, base: str | None,
-               workers: int = 2, manifest: Path = HELLO_YAML) -> dict[str, tuple[list[str], dict[str, str], str]]:
+               workers: int = 2, manifest: Path = HELLO_YAML,
+               python_venv: str | None = None) -> dict[str, tuple[list[str], dict[str, str], str]]:
     """name -> (argv, environment, ready path)."""
     env = wasmlet_env(cache)
-    serve = [WASMLET, "--log-level", "warning", "serve", str(manifest), "--listen", f"127.0.0.1:{port}",
-             "--workers", str(workers)]
+    options = ["--log-level", "warning", "serve", str(manifest), "--listen", f"127.0.0.1:{port}",
+               "--workers", str(workers)]
+    serve = [WASMLET, *options]
     table = {
         "static": ([str(VENV_BIN / "uvicorn"), "_static_app:app", "--app-dir", str(ROOT / "bench"), "--host",
                     "127.0.0.1", "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http",
@@ -100,6 +105,9 @@ def contenders(cache: str, port: int, only: set[str] | None, base: str | None,
     }
     if base:  # another checkout's sources (e.g. `git archive HEAD`), run with this virtualenv
         table["wasmlet-base"] = (serve, {**env, "PYTHONPATH": str(Path(base) / "src")}, "/.well-known/wasmlet/ready")
+    if python_venv:  # these sources under another virtualenv's interpreter
+        table["wasmlet-python"] = ([str(Path(python_venv) / "bin" / "wasmlet"), *options],
+                                   {**env, "PYTHONPATH": str(ROOT / "src")}, "/.well-known/wasmlet/ready")
     if HTTP_HELLO.exists():
         table["wasmtime-serve"] = (wasmtime_serve_argv(port), dict(os.environ), "/")
     else:
@@ -143,14 +151,20 @@ def main() -> None:
                              "wasmtime serve gets)")
     parser.add_argument("--base", default=None,
                         help="also serve from this source tree (its src/ on PYTHONPATH), e.g. HEAD before a change")
+    parser.add_argument("--python", default=None, metavar="VENV",
+                        help="also serve these sources from VENV, a virtualenv of another interpreter with "
+                             "wasmlet's requirements installed, as wasmlet-python")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     print(machine())
+    if args.python:
+        print(f"wasmlet: {interpreter(VENV_BIN / 'python')}; wasmlet-python: "
+              f"{interpreter(Path(args.python) / 'bin' / 'python')}")
     only = set(args.only.split(",")) if args.only else None
     results: dict[str, list[dict[str, float]]] = {}
     with temp_cache() as cache:
         port = free_port()
-        table = contenders(cache, port, only, args.base, args.workers, Path(args.manifest))
+        table = contenders(cache, port, only, args.base, args.workers, Path(args.manifest), args.python)
         for _ in range(args.rounds):
             for name, (argv, env, ready) in table.items():
                 with running(argv, port, env=env, log=OUT / f"http_hello-{name}.log", ready_path=ready) as server:
@@ -180,7 +194,7 @@ def main() -> None:
               f"{statistics.median(r['cpu_us'] for r in runs):.0f} | {bad:.0f} |")
     if "wasmlet" in medians:
         for other in ("static", "wasmtime-serve", "wasmlet-threads", "wasmlet-ctypes", "wasmlet-no-metrics",
-                      "wasmlet-granian", "wasmlet-base"):
+                      "wasmlet-granian", "wasmlet-base", "wasmlet-python"):
             if other in medians:
                 print(f"wasmlet / {other}: {medians['wasmlet'] / medians[other]:.2f}")
     for label, runs in (("", starts), (" (base)", base_starts)):

@@ -28,7 +28,7 @@ The load generators share the 2 cores with the server.
 
     .venv/bin/python bench/tail.py [--seconds 20] [--workers 2] [--server uvicorn]
         [--fractions 0.5,0.25 | --rates 3563,4679] [--reference] [--repeat 5] [--no-hey] [--no-asyncio]
-        [--worker-priority -10] [--client-batch]
+        [--worker-priority -10] [--client-batch] [--python VENV]
 
 With ``--worker-priority NICE``, each round runs wasmlet twice, without and with ``wasmlet serve
 --worker-priority NICE`` (the second at the first one's rates), and with ``--reference`` the reference
@@ -36,6 +36,10 @@ host twice too, the second under ``nice -n NICE``: a priority is compared with a
 ``--client-batch`` the C open loop runs under ``SCHED_BATCH``: a client that shares the server's cores
 then does not preempt a server thread each time it wakes (perf sched counted ~6,000 such preemptions
 a second at 6,700 req/s, docs/benchmarks.md section 32); its own lateness still counts.
+
+With ``--python VENV`` (a virtualenv of another interpreter with wasmlet's requirements installed), each
+round runs these sources again under VENV's interpreter, at the first one's rates: the interpreter's
+build is compared with the same code and load (docs/benchmarks.md section 33).
 
 Every row also has the server's CPU time and context switches per request over its phase
 (``Usage``): under wrk's batches and in the sparse stream of the open loop, for both hosts.
@@ -60,11 +64,14 @@ from pathlib import Path
 from _common import (
     HELLO_WASM,
     OUT,
+    ROOT,
+    VENV_BIN,
     WASMLET,
     Server,
     context_switches,
     cpu_seconds,
     free_port,
+    interpreter,
     machine,
     percentile,
     run_wrk,
@@ -315,8 +322,9 @@ def measure(label: str, server: Server, url: str, port: int, openloop: Path, sec
     return rows, verdicts, rates, tails
 
 
-def wasmlet_argv(manifest: Path, workers: int, server: str, extra: list[str], port: int) -> list[str]:
-    return [WASMLET, "serve", str(manifest), "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
+def wasmlet_argv(manifest: Path, workers: int, server: str, extra: list[str], port: int,
+                 wasmlet: str = WASMLET) -> list[str]:
+    return [wasmlet, "serve", str(manifest), "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
             "--server", server, *extra]
 
 
@@ -343,6 +351,9 @@ def main() -> None:
     parser.add_argument("--client-batch", action="store_true",
                         help="run the C open loop under SCHED_BATCH (chrt -b 0): on waking it does not preempt a "
                              "server thread, as a client on another machine would not")
+    parser.add_argument("--python", default=None, metavar="VENV",
+                        help="in each round, these sources again under VENV's interpreter (a virtualenv with "
+                             "wasmlet's requirements installed), at the first one's rates")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds, each with fresh servers (wasmlet, then the reference): the p99.99 of one "
                              "15-second phase moves run to run, so a verdict should rest on several")
@@ -351,6 +362,9 @@ def main() -> None:
         CLIENT_PREFIX[:] = ["chrt", "--batch", "0"]
     fractions = [float(f) for f in args.fractions.split(",")]
     print(machine())
+    if args.python:
+        print(f"wasmlet: {interpreter(VENV_BIN / 'python')}; "
+              f"on {args.python}: {interpreter(Path(args.python) / 'bin' / 'python')}")
     print(f"load average before: {os.getloadavg()[0]:.1f} (2 cores shared with other work)")
     OUT.mkdir(parents=True, exist_ok=True)
     rows: list[str] = []
@@ -371,6 +385,12 @@ def main() -> None:
                     else []):
                 hosts.append((label, functools.partial(wasmlet_argv, manifest, args.workers, args.server, extra),
                               wasmlet_env(cache), OUT / "tail-serve.log", "/.well-known/wasmlet/ready"))
+            if args.python:
+                hosts.append((f"wasmlet on {args.python}",
+                              functools.partial(wasmlet_argv, manifest, args.workers, args.server, [],
+                                                wasmlet=str(Path(args.python) / "bin" / "wasmlet")),
+                              {**wasmlet_env(cache), "PYTHONPATH": str(ROOT / "src")}, OUT / "tail-serve.log",
+                              "/.well-known/wasmlet/ready"))
             if args.reference:
                 from http_hello import wasmtime_serve_argv
 

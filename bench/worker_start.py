@@ -20,10 +20,13 @@ Five figures, each over ``--reps`` fresh processes (median, min-max, ms):
 6. with ``--base REV``: ``wasmlet serve --workers 1`` (the console script, admin API off and on)
    from a git worktree of REV and from this tree, alternated round by round (the sources of each
    compiled to bytecode first, as ``make venv`` does): what the changes since REV did to the start.
+7. with ``--python VENV`` (a virtualenv of another interpreter with wasmlet's requirements installed):
+   ``wasmlet serve --workers 1 --admin-listen none`` on this tree from VENV and from this virtualenv,
+   alternated: what the interpreter's build does to the start (docs/benchmarks.md section 33).
 
 The hello example's compiled artifact is in the cache before any run (warm cache).
 
-    .venv/bin/python bench/worker_start.py [--reps 10] [--server uvicorn] [--base REV]
+    .venv/bin/python bench/worker_start.py [--reps 10] [--server uvicorn] [--base REV] [--python VENV]
 
 To compare with another tree, run it with ``PYTHONPATH=OTHER/src`` (the workers inherit it).
 """
@@ -47,6 +50,7 @@ from _common import (
     deploy_plan,
     free_port,
     http_get,
+    interpreter,
     machine,
     temp_cache,
     wasmlet_env,
@@ -111,12 +115,12 @@ WITHOUT_HEAD_START = [PYTHON, "-c", "import sys; sys.argv[0] = 'wasmlet'; from w
 
 
 def serve(manifest: Path, env: dict[str, str], server: str, admin: bool, zygote: bool = True,
-          head_start: bool = True) -> float:
+          head_start: bool = True, wasmlet: str = WASMLET) -> float:
     """Spawn ``wasmlet serve --workers 1`` -> first 200 on the app's route."""
     port = free_port()
     env = {**env, "WASMLET_STATE_DIR": tempfile.mkdtemp(prefix="wasmlet-bench-state-"),
            "WASMLET_ZYGOTE": "1" if zygote else "0"}
-    command = [WASMLET] if head_start else WITHOUT_HEAD_START
+    command = [wasmlet] if head_start else WITHOUT_HEAD_START
     argv = [*command, "--log-level", "warning", "serve", str(manifest), "--listen", f"127.0.0.1:{port}",
             "--workers", "1", "--server", server]
     if admin:
@@ -169,8 +173,14 @@ def main() -> None:
     parser.add_argument("--server", default="uvicorn")
     parser.add_argument("--base", default=None, metavar="REV",
                         help="also measure serve's start at REV (a git worktree), alternated with this tree's")
+    parser.add_argument("--python", default=None, metavar="VENV",
+                        help="also measure serve's start from VENV (another interpreter's virtualenv with wasmlet's "
+                             "requirements), alternated with this virtualenv's")
     args = parser.parse_args()
     print(machine())
+    if args.python:
+        print(f"this virtualenv: {interpreter(sys.executable)}; {args.python}: "
+              f"{interpreter(Path(args.python) / 'bin' / 'python')}")
     print("PYTHONPATH:", os.environ.get("PYTHONPATH", "(unset)"))
     print("load average at start (1, 5, 15 min):", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     with temp_cache() as cache, tempfile.TemporaryDirectory(prefix="wasmlet-bench-worker-") as tmp:
@@ -198,6 +208,15 @@ def main() -> None:
             with_admin.append(serve(manifest, env, args.server, admin=True))
             with_admin_popen.append(serve(manifest, env, args.server, admin=True, zygote=False))
         versus = against(args.base, manifest, env, args.server, args.reps) if args.base else {}
+        if args.python:
+            other = str(Path(args.python) / "bin" / "wasmlet")
+            subprocess.run([str(Path(args.python) / "bin" / "python"), "-m", "compileall", "-q",
+                            str(Path(__file__).resolve().parents[1] / "src")], check=True, env=env)
+            for _ in range(args.reps):
+                for tree, wasmlet in ((f"from {args.python}", other), ("from this virtualenv", WASMLET)):
+                    figure = serve(manifest, {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+                                   args.server, admin=False, wasmlet=wasmlet)
+                    versus.setdefault((tree, False), []).append(figure)
     print("load average at end (1, 5, 15 min):", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"\nms, median (min-max) of {args.reps} fresh processes, warm cache, hello\n")
     print("| measurement | ms |")

@@ -57,6 +57,26 @@ def test_make_installs_through_the_lock() -> None:
     assert re.search(r"^\$\(BIN\)/\.installed: pyproject\.toml requirements\.lock$", makefile, re.M)
 
 
+def _venv_interpreter(tmp_path: Path, *overrides: str) -> str:
+    """The interpreter `make venv` would create the virtualenv with (a dry run, `make -n`)."""
+    out = subprocess.run(["make", "-n", "-B", "--no-print-directory", f"VENV={tmp_path / 'venv'}", *overrides,
+                          f"{tmp_path / 'venv'}/bin/.installed"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
+    found = re.search(r"^(\S+) -m venv ", out, re.M)
+    assert found, out
+    return found.group(1)
+
+
+def test_make_prefers_debians_optimized_python(tmp_path: Path) -> None:
+    """Debian's CPython (PGO + LTO) when it is 3.11+, else `python3`; `make PYTHON=...` overrides both
+    (docs/benchmarks.md section 33: wasmlet serves ~12 % more on it than on a default source build)."""
+    debian = Path("/usr/bin/python3")
+    recent = debian.exists() and subprocess.run(
+        [str(debian), "-c", "import sys; sys.exit(sys.version_info < (3, 11))"], timeout=30).returncode == 0
+    assert _venv_interpreter(tmp_path) == ("/usr/bin/python3" if recent else "python3")
+    assert _venv_interpreter(tmp_path, "PYTHON=/opt/other/python3.12") == "/opt/other/python3.12"
+
+
 def test_shell_completion_works_as_the_readme_says() -> None:
     assert 'eval "$(_WASMLET_COMPLETE=bash_source .venv/bin/wasmlet)"' in (ROOT / "README.md").read_text()
     script = subprocess.run(WASMLET, env={"_WASMLET_COMPLETE": "bash_source", "PATH": "/usr/bin:/bin"},
