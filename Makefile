@@ -6,8 +6,10 @@ VENV        ?= .venv
 # Debian builds it with profile-guided and link-time optimization and links libpython into the
 # binary; a default source build (pyenv's, say) has neither, and costs wasmlet ~12 % more CPU a
 # request (docs/benchmarks.md section 33). `make PYTHON=...` chooses another.
-PYTHON      ?= $(shell /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+ifeq ($(origin PYTHON),undefined)
+PYTHON      := $(shell /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
                  && echo /usr/bin/python3 || echo python3)
+endif
 BIN         := $(VENV)/bin
 LISTEN      ?= 127.0.0.1:8080
 # Debian packages: a C-to-wasm toolchain for the guests, openssl for the TLS test,
