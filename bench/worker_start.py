@@ -46,6 +46,7 @@ from pathlib import Path
 
 from _common import (
     HELLO_WASM,
+    ROOT,
     WASMLET,
     deploy_plan,
     free_port,
@@ -156,7 +157,7 @@ def against(base: str, manifest: Path, env: dict[str, str], server: str,
     """``serve`` from a worktree at ``base`` and from this tree, alternated; keyed (tree, admin API on)."""
     figures: dict[tuple[str, bool], list[float]] = {}
     with checkout(base) as other:
-        trees = {f"at {base}": other / "src", "this tree": Path(__file__).resolve().parents[1] / "src"}
+        trees = {f"at {base}": other / "src", "this tree": ROOT / "src"}
         for src in trees.values():  # as `make venv` does: no source compiled again in every process
             subprocess.run([PYTHON, "-m", "compileall", "-q", str(src)], check=True, env=env)
         for _ in range(reps):
@@ -210,12 +211,12 @@ def main() -> None:
         versus = against(args.base, manifest, env, args.server, args.reps) if args.base else {}
         if args.python:
             other = str(Path(args.python) / "bin" / "wasmlet")
-            subprocess.run([str(Path(args.python) / "bin" / "python"), "-m", "compileall", "-q",
-                            str(Path(__file__).resolve().parents[1] / "src")], check=True, env=env)
+            this_src = {**env, "PYTHONPATH": str(ROOT / "src")}
+            subprocess.run([str(Path(args.python) / "bin" / "python"), "-m", "compileall", "-q", str(ROOT / "src")],
+                           check=True, env=env)
             for _ in range(args.reps):
                 for tree, wasmlet in ((f"from {args.python}", other), ("from this virtualenv", WASMLET)):
-                    figure = serve(manifest, {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
-                                   args.server, admin=False, wasmlet=wasmlet)
+                    figure = serve(manifest, this_src, args.server, admin=False, wasmlet=wasmlet)
                     versus.setdefault((tree, False), []).append(figure)
     print("load average at end (1, 5, 15 min):", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"\nms, median (min-max) of {args.reps} fresh processes, warm cache, hello\n")

@@ -3,6 +3,7 @@ and a README that stands on its own."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tomllib
@@ -58,10 +59,14 @@ def test_make_installs_through_the_lock() -> None:
 
 
 def _venv_interpreter(tmp_path: Path, *overrides: str) -> str:
-    """The interpreter `make venv` would create the virtualenv with (a dry run, `make -n`)."""
+    """The interpreter `make venv` would create the virtualenv with (a dry run, `make -n`).
+
+    Without a PYTHON in the environment: make would take it as an override, as it takes `PYTHON=` on
+    the command line."""
+    env = {name: value for name, value in os.environ.items() if name != "PYTHON"}
     out = subprocess.run(["make", "-n", "-B", "--no-print-directory", f"VENV={tmp_path / 'venv'}", *overrides,
                           f"{tmp_path / 'venv'}/bin/.installed"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True).stdout
     found = re.search(r"^(\S+) -m venv ", out, re.M)
     assert found, out
     return found.group(1)
