@@ -12,8 +12,12 @@
    section 7.1; no trailers).
 
    usage: openloop PORT PATH RATE SECONDS CONNECTIONS TIMEOUT_MS OUT
-   OUT gets one line per completed request: "latency_us lag_us" (lag: how late it was sent).
-   stdout gets "sent N completed N errors N elapsed_s S". Exit status 2 on bad arguments. */
+   OUT gets one line per completed request: "latency_us lag_us conn due_us" (lag: how late it was
+   sent; conn: the connection's index; due_us: when it was due, from the start).
+   stderr gets "conn I LOCAL_PORT" for each connection, then "start NS" (CLOCK_MONOTONIC, the clock
+   of Python's time.monotonic_ns): enough to tell which server process served each request and when
+   (bench/spells.py). stdout gets "sent N completed N errors N elapsed_s S". Exit status 2 on bad
+   arguments. */
 
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -121,6 +125,10 @@ int main(int argc, char **argv) {
         }
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
         epoll_ctl(ep, EPOLL_CTL_ADD, conns[i].fd, &ev);
+        struct sockaddr_in me;
+        socklen_t size = sizeof me;
+        if (getsockname(conns[i].fd, (struct sockaddr *)&me, &size) == 0)
+            fprintf(stderr, "conn %d %d\n", i, ntohs(me.sin_port));
     }
     long total = (long)(rate * seconds), next = 0, sent = 0, done = 0, errors = 0;
     int64_t *queue = malloc(sizeof(int64_t) * (size_t)(total + 1)); /* due times waiting for a connection */
@@ -128,6 +136,8 @@ int main(int argc, char **argv) {
     int rr = 0;
     int64_t interval = (int64_t)(1e9 / rate), start = now_ns() + 100000000;
     struct epoll_event events[256];
+    fprintf(stderr, "start %lld\n", (long long)start);
+    fflush(stderr);
     while (done + errors < total) {
         int64_t t = now_ns();
         while (next < total && start + next * interval <= t) queue[qtail++] = start + (next++) * interval;
@@ -190,7 +200,8 @@ int main(int argc, char **argv) {
                 errors++;
             } else {
                 done++;
-                fprintf(out, "%lld %lld\n", (long long)((end - c->due) / 1000), (long long)((c->sent - c->due) / 1000));
+                fprintf(out, "%lld %lld %d %lld\n", (long long)((end - c->due) / 1000),
+                        (long long)((c->sent - c->due) / 1000), (int)(c - conns), (long long)((c->due - start) / 1000));
             }
             c->busy = 0;
             c->have = 0;

@@ -190,17 +190,17 @@ def open_loop_c(binary: Path, port: int, path: str, rate: float, seconds: float,
         samples = Path(work) / "latencies.txt"
         client = subprocess.Popen([*CLIENT_PREFIX, str(binary), str(port), path, f"{rate:.3f}", f"{seconds:g}",
                                    str(connections), str(int(timeout * 1000)), str(samples)],
-                                  stdout=subprocess.PIPE, text=True)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             time.sleep(min(1.0, seconds / 2))
             result.split = connections_per_process(port)
-            stdout, _ = client.communicate(timeout=seconds + timeout + 30)
+            stdout, stderr = client.communicate(timeout=seconds + timeout + 30)
         finally:
             client.kill()
-        if client.returncode != 0:
-            raise SystemExit(f"bench/openloop failed with status {client.returncode}")
+        if client.returncode != 0:  # its stderr is the connections' ports (bench/spells.py reads them), or why
+            raise SystemExit(f"bench/openloop failed with status {client.returncode}: {stderr[-500:]}")
         for line in samples.read_text().splitlines():
-            latency_us, lag_us = line.split()
+            latency_us, lag_us, *_ = line.split()  # then the connection and the due time
             result.latencies.append(int(latency_us) / 1e6)
             result.lags.append(int(lag_us) / 1e6)
     fields = stdout.split()  # sent N completed N errors N elapsed_s S
