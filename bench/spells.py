@@ -129,6 +129,7 @@ def one_round(openloop: Path, manifest: Path, cache: str, args: argparse.Namespa
             try:
                 conn_ports: dict[int, int] = {}
                 start = 0
+                said: list[str] = []
                 assert client.stderr is not None
                 for line in client.stderr:  # the connections, then the start (the schedule's time zero)
                     words = line.split()
@@ -137,6 +138,10 @@ def one_round(openloop: Path, manifest: Path, cache: str, args: argparse.Namespa
                     elif words[:1] == ["start"]:
                         start = int(words[1])
                         break
+                    else:
+                        said.append(line.strip())
+                if not start:  # it exited first, e.g. "openloop: connect: Connection refused"
+                    raise SystemExit(f"bench/openloop did not start (status {client.wait(10)}): {' '.join(said)}")
                 sampler = Sampler([(pid, pid) for pid in workers] + [(client.pid, client.pid)], args.sample_ms / 1e3)
                 sampler.start()
                 time.sleep(1)
