@@ -184,6 +184,16 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def worker_pids(serve_pid: int) -> list[int]:
+    """The serving workers among ``wasmlet serve``'s descendants (not the supervisor, not the zygote)."""
+    pids = []
+    for pid in descendants(serve_pid):
+        with contextlib.suppress(OSError):
+            if b"wasmlet.server._worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+    return sorted(pids)
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU time of ``pids`` (and their threads), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -280,6 +290,17 @@ def interpreter(python: str | Path) -> str:
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=30, check=True).stdout
     version, path = out.split(maxsplit=1)
     return f"{version} ({path.strip()})"
+
+
+def other_venv(venv: str | Path, env: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """``wasmlet`` from ``venv`` (a virtualenv of another interpreter with wasmlet's requirements) and
+    ``env`` with this tree's sources first on the path: the same code, served by another interpreter."""
+    return str(Path(venv) / "bin" / "wasmlet"), {**env, "PYTHONPATH": str(ROOT / "src")}
+
+
+def interpreters(venv: str | Path) -> str:
+    """This virtualenv's interpreter and ``venv``'s, for a benchmark's header."""
+    return f"this virtualenv: {interpreter(VENV_BIN / 'python')}; {venv}: {interpreter(Path(venv) / 'bin' / 'python')}"
 
 
 def machine() -> str:

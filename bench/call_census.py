@@ -30,7 +30,17 @@ import textwrap
 import time
 from pathlib import Path
 
-from _common import HELLO_WASM, OUT, WASMLET, free_port, running, temp_cache, wasmlet_env, write_manifest
+from _common import (
+    HELLO_WASM,
+    OUT,
+    WASMLET,
+    free_port,
+    running,
+    temp_cache,
+    wasmlet_env,
+    worker_pids,
+    write_manifest,
+)
 
 _COUNTER = textwrap.dedent('''
     import collections, os, signal, sys
@@ -101,8 +111,7 @@ def main() -> None:
         env = {**wasmlet_env(cache), "PYTHONPATH": site, "CENSUS_OUT": out, "WASMLET_ZYGOTE": "0"}
         argv = [WASMLET, "serve", str(manifest), "--listen", f"127.0.0.1:{port}", "--workers", "1"]
         with running(argv, port, env=env, log=OUT / "call-census.log") as server:
-            workers = [pid for pid in server.pids()
-                       if b"wasmlet.server._worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            workers = worker_pids(server.proc.pid)
             if len(workers) != 1:
                 raise SystemExit(f"expected one worker, found {workers}")
             get_many(port, 500)  # warm: the app's first (cold) run, the inline policy settled

@@ -52,8 +52,9 @@ from _common import (
     cpu_seconds,
     free_port,
     http_get,
-    interpreter,
+    interpreters,
     machine,
+    other_venv,
     run_wrk,
     running,
     temp_cache,
@@ -106,8 +107,8 @@ def contenders(cache: str, port: int, only: set[str] | None, base: str | None,
     if base:  # another checkout's sources (e.g. `git archive HEAD`), run with this virtualenv
         table["wasmlet-base"] = (serve, {**env, "PYTHONPATH": str(Path(base) / "src")}, "/.well-known/wasmlet/ready")
     if python_venv:  # these sources under another virtualenv's interpreter
-        table["wasmlet-python"] = ([str(Path(python_venv) / "bin" / "wasmlet"), *options],
-                                   {**env, "PYTHONPATH": str(ROOT / "src")}, "/.well-known/wasmlet/ready")
+        other, other_env = other_venv(python_venv, env)
+        table["wasmlet-python"] = ([other, *options], other_env, "/.well-known/wasmlet/ready")
     if HTTP_HELLO.exists():
         table["wasmtime-serve"] = (wasmtime_serve_argv(port), dict(os.environ), "/")
     else:
@@ -158,8 +159,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     print(machine())
     if args.python:
-        print(f"wasmlet: {interpreter(VENV_BIN / 'python')}; wasmlet-python: "
-              f"{interpreter(Path(args.python) / 'bin' / 'python')}")
+        print(interpreters(args.python))
     only = set(args.only.split(",")) if args.only else None
     results: dict[str, list[dict[str, float]]] = {}
     with temp_cache() as cache:

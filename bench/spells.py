@@ -27,7 +27,6 @@ import argparse
 import collections
 import itertools
 import os
-import re
 import statistics
 import subprocess
 import tempfile
@@ -40,16 +39,16 @@ from _common import (
     HELLO_WASM,
     OUT,
     WASMLET,
-    descendants,
     free_port,
     machine,
     run_wrk,
     running,
     temp_cache,
     wasmlet_env,
+    worker_pids,
     write_manifest,
 )
-from tail import build_openloop
+from tail import build_openloop, port_owners
 
 SLOW_MS = 5.0
 
@@ -64,52 +63,31 @@ class Sampler:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> threading.Thread:
-        files = [(open(f"/proc/{pid}/task/{tid}/stat", "rb", buffering=0),  # noqa: SIM115 - closed in run()
-                  open(f"/proc/{pid}/task/{tid}/schedstat", "rb", buffering=0))  # noqa: SIM115
-                 for pid, tid in self.threads]
-        thread = threading.Thread(target=self._run, args=(files,), daemon=True)
+        fds = [(os.open(f"/proc/{pid}/task/{tid}/stat", os.O_RDONLY),
+                os.open(f"/proc/{pid}/task/{tid}/schedstat", os.O_RDONLY)) for pid, tid in self.threads]
+        thread = threading.Thread(target=self._run, args=(fds,), daemon=True)
         thread.start()
         return thread
 
-    def _run(self, files: list[tuple[object, object]]) -> None:
+    def _run(self, fds: list[tuple[int, int]]) -> None:
         try:
             while not self._stop.is_set():
                 values = []
-                for stat, schedstat in files:
-                    stat.seek(0)  # type: ignore[attr-defined]
-                    schedstat.seek(0)  # type: ignore[attr-defined]
-                    cpu = int(stat.read().rsplit(b")", 1)[1].split()[36])  # type: ignore[attr-defined]
-                    run, wait, _ = schedstat.read().split()  # type: ignore[attr-defined]
+                for stat, schedstat in fds:
+                    cpu = int(os.pread(stat, 4096, 0).rsplit(b")", 1)[1].split()[36])  # proc(5): field 39, processor
+                    run, wait, _ = os.pread(schedstat, 4096, 0).split()
                     values.append((cpu, int(run), int(wait)))
                 self.rows.append((time.monotonic_ns(), values))
                 time.sleep(self.period)
         except (OSError, ValueError, IndexError):
             pass  # a thread ended (the generator exits at the end of its phase)
         finally:
-            for pair in files:
-                for f in pair:
-                    f.close()  # type: ignore[attr-defined]
+            for pair in fds:
+                for fd in pair:
+                    os.close(fd)
 
     def stop(self) -> None:
         self._stop.set()
-
-
-def worker_pids(pids: list[int]) -> list[int]:
-    return sorted(pid for pid in pids
-                  if b"wasmlet.server._worker" in Path(f"/proc/{pid}/cmdline").read_bytes())
-
-
-def port_owners(port: int) -> dict[int, int]:
-    """Client port -> server pid, for the connections established to ``port``."""
-    text = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True,
-                          text=True, timeout=10).stdout
-    owners = {}
-    for line in text.splitlines():
-        fields = line.split()
-        found = re.search(r"pid=(\d+)", line)
-        if len(fields) >= 4 and found:
-            owners[int(fields[3].rsplit(":", 1)[1])] = int(found.group(1))
-    return owners
 
 
 def one_round(openloop: Path, manifest: Path, cache: str, args: argparse.Namespace) -> None:
@@ -120,7 +98,7 @@ def one_round(openloop: Path, manifest: Path, cache: str, args: argparse.Namespa
         run_wrk(url, seconds=3, connections=32)  # warm-up
         peak = run_wrk(url, seconds=5, connections=32)["rps"]
         rate = args.rate or peak * args.fraction
-        workers = worker_pids(descendants(server.proc.pid))
+        workers = worker_pids(server.proc.pid)
         time.sleep(1)
         with tempfile.TemporaryDirectory() as work:
             samples = Path(work) / "latencies.txt"

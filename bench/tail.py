@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import csv
 import functools
 import io
@@ -64,15 +65,14 @@ from pathlib import Path
 from _common import (
     HELLO_WASM,
     OUT,
-    ROOT,
-    VENV_BIN,
     WASMLET,
     Server,
     context_switches,
     cpu_seconds,
     free_port,
-    interpreter,
+    interpreters,
     machine,
+    other_venv,
     percentile,
     run_wrk,
     running,
@@ -209,19 +209,28 @@ def open_loop_c(binary: Path, port: int, path: str, rate: float, seconds: float,
     return result
 
 
+def port_owners(port: int) -> dict[int, int]:
+    """Client port -> the server process holding it, for the connections established to ``port`` (``ss``)."""
+    text = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True,
+                          text=True, timeout=10).stdout
+    owners = {}
+    for line in text.splitlines():
+        fields = line.split()  # Recv-Q Send-Q Local Peer users:(("python",pid=N,fd=M))
+        found = re.search(r"pid=(\d+)", line)
+        if len(fields) >= 4 and found:
+            owners[int(fields[3].rsplit(":", 1)[1])] = int(found.group(1))
+    return owners
+
+
 def connections_per_process(port: int) -> str:
     """How the established connections to ``port`` are spread over the server's processes, e.g. "38/26".
 
     The workers share one listening socket, and long-lived connections opened in a burst land
     unevenly: the busier worker's queue sets the tail."""
     try:
-        text = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True,
-                              text=True, timeout=10).stdout
+        counts = collections.Counter(port_owners(port).values())
     except (OSError, subprocess.TimeoutExpired):
         return "?"
-    counts: dict[str, int] = {}
-    for pid in re.findall(r"pid=(\d+)", text):
-        counts[pid] = counts.get(pid, 0) + 1
     return "/".join(str(n) for n in sorted(counts.values(), reverse=True)) or "?"
 
 
@@ -365,8 +374,7 @@ def main() -> None:
     fractions = [float(f) for f in args.fractions.split(",")]
     print(machine())
     if args.python:
-        print(f"wasmlet: {interpreter(VENV_BIN / 'python')}; "
-              f"on {args.python}: {interpreter(Path(args.python) / 'bin' / 'python')}")
+        print(interpreters(args.python))
     print(f"load average before: {os.getloadavg()[0]:.1f} (2 cores shared with other work)")
     OUT.mkdir(parents=True, exist_ok=True)
     rows: list[str] = []
@@ -388,11 +396,10 @@ def main() -> None:
                 hosts.append((label, functools.partial(wasmlet_argv, manifest, args.workers, args.server, extra),
                               wasmlet_env(cache), OUT / "tail-serve.log", "/.well-known/wasmlet/ready"))
             if args.python:
+                other, other_env = other_venv(args.python, wasmlet_env(cache))
                 hosts.append((f"wasmlet on {args.python}",
-                              functools.partial(wasmlet_argv, manifest, args.workers, args.server, [],
-                                                wasmlet=str(Path(args.python) / "bin" / "wasmlet")),
-                              {**wasmlet_env(cache), "PYTHONPATH": str(ROOT / "src")}, OUT / "tail-serve.log",
-                              "/.well-known/wasmlet/ready"))
+                              functools.partial(wasmlet_argv, manifest, args.workers, args.server, [], wasmlet=other),
+                              other_env, OUT / "tail-serve.log", "/.well-known/wasmlet/ready"))
             if args.reference:
                 from http_hello import wasmtime_serve_argv
 

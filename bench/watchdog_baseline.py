@@ -52,10 +52,10 @@ from _common import (
     OUT,
     ROOT,
     WASMLET,
-    descendants,
     free_port,
     machine,
     with_custom_section,
+    worker_pids,
 )
 from wasmlet.control import AdminClient
 from wasmlet.telemetry import GrowthMeter
@@ -221,15 +221,6 @@ def deployer(admin: AdminClient, work: Path, every: float, big_every: int, start
             counters.deploy_times.append(time.monotonic() - started)
         except Exception as exc:  # keep going; the report lists them
             counters.deploy_errors.append(f"{n}: {exc}")
-
-
-def worker_pids(serve_pid: int) -> list[int]:
-    pids = []
-    for pid in descendants(serve_pid):
-        with contextlib.suppress(OSError):
-            if b"wasmlet.server._worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                pids.append(pid)
-    return pids
 
 
 def rss(pid: int) -> int:

@@ -51,8 +51,9 @@ from _common import (
     deploy_plan,
     free_port,
     http_get,
-    interpreter,
+    interpreters,
     machine,
+    other_venv,
     temp_cache,
     wasmlet_env,
     write_manifest,
@@ -180,8 +181,7 @@ def main() -> None:
     args = parser.parse_args()
     print(machine())
     if args.python:
-        print(f"this virtualenv: {interpreter(sys.executable)}; {args.python}: "
-              f"{interpreter(Path(args.python) / 'bin' / 'python')}")
+        print(interpreters(args.python))
     print("PYTHONPATH:", os.environ.get("PYTHONPATH", "(unset)"))
     print("load average at start (1, 5, 15 min):", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     with temp_cache() as cache, tempfile.TemporaryDirectory(prefix="wasmlet-bench-worker-") as tmp:
@@ -210,8 +210,7 @@ def main() -> None:
             with_admin_popen.append(serve(manifest, env, args.server, admin=True, zygote=False))
         versus = against(args.base, manifest, env, args.server, args.reps) if args.base else {}
         if args.python:
-            other = str(Path(args.python) / "bin" / "wasmlet")
-            this_src = {**env, "PYTHONPATH": str(ROOT / "src")}
+            other, this_src = other_venv(args.python, env)
             subprocess.run([str(Path(args.python) / "bin" / "python"), "-m", "compileall", "-q", str(ROOT / "src")],
                            check=True, env=env)
             for _ in range(args.reps):
