@@ -42,7 +42,9 @@ round runs these sources again under VENV's interpreter, at the first one's rate
 build is compared with the same code and load (docs/benchmarks.md section 33).
 
 Every row also has the server's CPU time and context switches per request over its phase
-(``Usage``): under wrk's batches and in the sparse stream of the open loop, for both hosts.
+(``Usage``): under wrk's batches and in the sparse stream of the open loop, for both hosts; and how
+busy the whole machine was (every CPU, every process, the client included: /proc/stat), which
+compares the two hosts' tails at the load each put on the machine (docs/benchmarks.md section 35).
 """
 
 from __future__ import annotations
@@ -268,12 +270,25 @@ class Usage:
         self.pids = server.pids()
         self.cpu = cpu_seconds(self.pids)
         self.switches = context_switches(self.pids)
+        self.machine = machine_ticks()
 
     def per_request(self, requests: float) -> str:
-        """Two table cells: CPU microseconds and context switches, per request, since this was made."""
+        """Three table cells: CPU microseconds and context switches per request, and the machine's
+        busy share, since this was made."""
         requests = max(requests, 1)
         cpu = (cpu_seconds(self.pids) - self.cpu) / requests * 1e6
-        return f"{cpu:.0f} | {(context_switches(self.pids) - self.switches) / requests:.2f} |"
+        (busy, total), (busy0, total0) = machine_ticks(), self.machine
+        busy, total = busy - busy0, total - total0
+        return (f"{cpu:.0f} | {(context_switches(self.pids) - self.switches) / requests:.2f} |"
+                f" {100 * busy / max(total, 1):.0f} % |")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """Busy and total clock ticks of all CPUs so far (proc(5), the ``cpu`` line of /proc/stat:
+    idle and iowait are the idle ones; guest time is already counted in user)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
 
 
 def measure(label: str, server: Server, url: str, port: int, openloop: Path, seconds: int, connections: int,
@@ -426,8 +441,8 @@ def main() -> None:
           f"{'; the C open loop under SCHED_BATCH' if args.client_batch else ''};"
           f" {args.seconds} s per phase; ms; load average after: {os.getloadavg()[0]:.1f}\n")
     print("| load | req/s achieved | p50 | p90 | p99 | p99.9 | p99.99 | max | waiting in the client p99 |"
-          " server CPU us/request | server context switches/request | errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          " server CPU us/request | server context switches/request | machine busy | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print()
     print("\n".join(verdicts))
