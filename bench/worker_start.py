@@ -210,12 +210,12 @@ def main() -> None:
             with_admin_popen.append(serve(manifest, env, args.server, admin=True, zygote=False))
         versus = against(args.base, manifest, env, args.server, args.reps) if args.base else {}
         if args.python:
-            other, this_src = other_venv(args.python, env)
+            other, other_env = other_venv(args.python, env)
             subprocess.run([str(Path(args.python) / "bin" / "python"), "-m", "compileall", "-q", str(ROOT / "src")],
                            check=True, env=env)
             for _ in range(args.reps):
                 for tree, wasmlet in ((f"from {args.python}", other), ("from this virtualenv", WASMLET)):
-                    figure = serve(manifest, this_src, args.server, admin=False, wasmlet=wasmlet)
+                    figure = serve(manifest, other_env, args.server, admin=False, wasmlet=wasmlet)
                     versus.setdefault((tree, False), []).append(figure)
     print("load average at end (1, 5, 15 min):", " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"\nms, median (min-max) of {args.reps} fresh processes, warm cache, hello\n")
